@@ -1,0 +1,165 @@
+// Package authz holds the front doors: the Envoy ext_authz v3 gRPC service and the
+// HTTP check endpoint for Envoy (HTTP mode), nginx auth_request and Traefik
+// forwardAuth. They translate a proxy's question into an engine.Request and the
+// engine's Decision back into the proxy's dialect; they decide nothing themselves.
+package authz
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/betterauth-extauthz/extauthz/internal/engine"
+	"github.com/betterauth-extauthz/extauthz/internal/reason"
+)
+
+// DefaultRealm is the realm in WWW-Authenticate challenges.
+const DefaultRealm = "extauthz"
+
+// GRPC implements Envoy's envoy.service.auth.v3.Authorization service.
+type GRPC struct {
+	authv3.UnimplementedAuthorizationServer
+	Engine *engine.Engine
+	// Realm for WWW-Authenticate; DefaultRealm when empty.
+	Realm string
+}
+
+// Check answers one ext_authz CheckRequest. It never returns an error: every
+// problem, including a request we cannot read, becomes a deny.
+func (g *GRPC) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	h := in.GetAttributes().GetRequest().GetHttp()
+	req := &engine.Request{
+		Method: h.GetMethod(),
+		Path:   h.GetPath(),
+		Host:   h.GetHost(),
+	}
+	if hm := h.GetHeaderMap(); hm != nil && len(hm.GetHeaders()) > 0 {
+		// header_map (encode_raw_headers) keeps repeated headers apart.
+		for _, kv := range hm.GetHeaders() {
+			v := kv.GetValue()
+			if v == "" && len(kv.GetRawValue()) > 0 {
+				v = string(kv.GetRawValue())
+			}
+			setHeader(req, strings.ToLower(kv.GetKey()), v)
+		}
+	} else {
+		for k, v := range h.GetHeaders() {
+			setHeader(req, k, v)
+		}
+	}
+	d := g.Engine.Check(ctx, "grpc", req)
+	return g.response(d), nil
+}
+
+func setHeader(req *engine.Request, key, v string) {
+	switch key {
+	case "authorization":
+		req.Authorization = append(req.Authorization, v)
+	case "origin":
+		req.Origin = v
+	case "access-control-request-method":
+		req.PreflightMethod = v
+	case "x-request-id":
+		req.RequestID = v
+	}
+}
+
+func (g *GRPC) response(d engine.Decision) *authv3.CheckResponse {
+	if d.Allow {
+		ok := &authv3.OkHttpResponse{HeadersToRemove: d.Remove}
+		for _, hv := range d.Set {
+			ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{
+				Header:       &corev3.HeaderValue{Key: hv.Name, Value: hv.Value},
+				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+			})
+		}
+		return &authv3.CheckResponse{
+			Status:          &status.Status{Code: int32(codes.OK)},
+			HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
+			DynamicMetadata: dynamicMetadata(d),
+		}
+	}
+	code := codes.PermissionDenied
+	if d.Status == http.StatusUnauthorized {
+		code = codes.Unauthenticated
+	}
+	denied := &authv3.DeniedHttpResponse{
+		Status: &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
+		Body:   denyBody(d),
+	}
+	for _, hv := range denyHeaders(d, realmOr(g.Realm)) {
+		denied.Headers = append(denied.Headers, &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: hv.Name, Value: hv.Value},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		})
+	}
+	return &authv3.CheckResponse{
+		Status:          &status.Status{Code: int32(code)},
+		HttpResponse:    &authv3.CheckResponse_DeniedResponse{DeniedResponse: denied},
+		DynamicMetadata: dynamicMetadata(d),
+	}
+}
+
+// dynamicMetadata reaches Envoy's access logs and later filters. It carries the
+// decision's rule and reason, and on allow the subject and uuid.
+func dynamicMetadata(d engine.Decision) *structpb.Struct {
+	f := map[string]*structpb.Value{"rule": structpb.NewStringValue(d.Rule)}
+	if d.Reason != "" {
+		f["reason"] = structpb.NewStringValue(string(d.Reason))
+	}
+	if d.Allow && d.Claims != nil {
+		if v, ok := engine.HeaderValue(d.Claims.Map["sub"]); ok {
+			f["sub"] = structpb.NewStringValue(v)
+		}
+		if v, ok := engine.HeaderValue(d.Claims.Map["uuid"]); ok {
+			f["uuid"] = structpb.NewStringValue(v)
+		}
+	}
+	return &structpb.Struct{Fields: f}
+}
+
+// denyBody is deliberately generic: the reason code stays in our logs and metrics.
+func denyBody(d engine.Decision) string {
+	switch d.Status {
+	case http.StatusUnauthorized:
+		return `{"error":"invalid_token"}`
+	case http.StatusBadRequest:
+		return `{"error":"bad_request"}`
+	default:
+		return `{"error":"forbidden"}`
+	}
+}
+
+func denyHeaders(d engine.Decision, realm string) []engine.Header {
+	hs := []engine.Header{{Name: "content-type", Value: "application/json"}}
+	if d.Status == http.StatusUnauthorized {
+		hs = append(hs, engine.Header{Name: "www-authenticate", Value: challenge(d, realm)})
+	}
+	return hs
+}
+
+// challenge follows RFC 6750 §3: no error code when the request had no token,
+// invalid_token when it had one that failed.
+func challenge(d engine.Decision, realm string) string {
+	q, _ := json.Marshal(realm) // a quoted string with escapes
+	if d.TokenPresent && d.Reason != reason.TokenMissing {
+		return fmt.Sprintf(`Bearer realm=%s, error="invalid_token"`, q)
+	}
+	return fmt.Sprintf(`Bearer realm=%s`, q)
+}
+
+func realmOr(r string) string {
+	if r == "" {
+		return DefaultRealm
+	}
+	return r
+}

@@ -1,0 +1,96 @@
+package authz
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/betterauth-extauthz/extauthz/internal/engine"
+)
+
+// Path prefixes of the HTTP check endpoint, one per proxy dialect. Each dialect
+// reads the original request from its own place, and only from there, so a client
+// cannot steer one dialect with headers meant for another.
+const (
+	// EnvoyPrefix is Envoy HTTP ext_authz's path_prefix: the original path follows it.
+	EnvoyPrefix = "/envoy"
+	// NginxPath takes X-Original-URI, X-Original-Method and X-Original-Host (else Host).
+	NginxPath = "/nginx"
+	// TraefikPath takes X-Forwarded-Uri, X-Forwarded-Method and X-Forwarded-Host.
+	TraefikPath = "/traefik"
+)
+
+// HTTP serves the HTTP check endpoint.
+type HTTP struct {
+	Engine *engine.Engine
+	// Realm for WWW-Authenticate; DefaultRealm when empty.
+	Realm string
+}
+
+// ServeHTTP dispatches by dialect. It deliberately does not use http.ServeMux,
+// which would clean or redirect the very paths (.., //) we must judge as sent.
+func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	uri := r.RequestURI
+	req := &engine.Request{
+		Authorization:   r.Header.Values("Authorization"),
+		Origin:          r.Header.Get("Origin"),
+		PreflightMethod: r.Header.Get("Access-Control-Request-Method"),
+		RequestID:       r.Header.Get("X-Request-Id"),
+	}
+	var dialect string
+	switch {
+	case strings.HasPrefix(uri, EnvoyPrefix+"/"):
+		dialect = "envoy"
+		req.Method, req.Path, req.Host = r.Method, uri[len(EnvoyPrefix):], r.Host
+	case pathIs(uri, NginxPath):
+		dialect = "nginx"
+		req.Method = firstNonEmpty(r.Header.Get("X-Original-Method"), r.Method)
+		req.Path = r.Header.Get("X-Original-URI")
+		req.Host = firstNonEmpty(r.Header.Get("X-Original-Host"), r.Host)
+	case pathIs(uri, TraefikPath):
+		dialect = "traefik"
+		req.Method = r.Header.Get("X-Forwarded-Method")
+		req.Path = r.Header.Get("X-Forwarded-Uri")
+		req.Host = r.Header.Get("X-Forwarded-Host")
+	default:
+		http.Error(w, `{"error":"not_found"}`, http.StatusNotFound)
+		return
+	}
+	d := h.Engine.Check(r.Context(), "http", req)
+	h.write(w, dialect, d)
+}
+
+func (h *HTTP) write(w http.ResponseWriter, dialect string, d engine.Decision) {
+	hdr := w.Header()
+	if d.Allow {
+		for _, hv := range d.Set {
+			hdr.Set(hv.Name, hv.Value)
+		}
+		if dialect == "envoy" && len(d.Remove) > 0 {
+			// Envoy's HTTP ext_authz removes the listed headers from the upstream request.
+			hdr.Set("X-Envoy-Auth-Headers-To-Remove", strings.Join(d.Remove, ","))
+		}
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	for _, hv := range denyHeaders(d, realmOr(h.Realm)) {
+		hdr.Set(hv.Name, hv.Value)
+	}
+	status := d.Status
+	if dialect == "nginx" && status == http.StatusBadRequest {
+		// auth_request treats anything but 2xx, 401 and 403 as an internal error (500).
+		status = http.StatusForbidden
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(denyBody(d)))
+}
+
+func pathIs(uri, p string) bool {
+	return uri == p || strings.HasPrefix(uri, p+"?")
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

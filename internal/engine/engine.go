@@ -1,0 +1,206 @@
+// Package engine takes authorization decisions. It is the one place that combines
+// the policy snapshot and the token verifier; the front doors in package authz only
+// translate requests in and decisions out.
+package engine
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/betterauth-extauthz/extauthz/internal/metrics"
+	"github.com/betterauth-extauthz/extauthz/internal/policy"
+	"github.com/betterauth-extauthz/extauthz/internal/reason"
+	"github.com/betterauth-extauthz/extauthz/internal/token"
+)
+
+// Rule labels for decisions that no configured rule took.
+const (
+	RuleDefault   = "(default)"
+	RulePreflight = "(cors-preflight)"
+	RuleNone      = "(none)"
+)
+
+// Request is a proxy's question, reduced to what a decision needs.
+type Request struct {
+	Method string
+	// Path as the proxy saw it, query string included.
+	Path string
+	Host string
+	// Authorization holds every Authorization header value (normally one).
+	Authorization []string
+	// Origin and PreflightMethod (Access-Control-Request-Method) identify CORS preflights.
+	Origin          string
+	PreflightMethod string
+	// RequestID (x-request-id) is logged with denies.
+	RequestID string
+}
+
+// Header is one header to set on the upstream request.
+type Header struct {
+	Name, Value string
+}
+
+// Decision is the answer to one Request.
+type Decision struct {
+	Allow bool
+	// Status is the HTTP status for the client: 200, 400, 401 or 403.
+	Status int
+	// Reason is empty on allow.
+	Reason reason.Code
+	// Detail explains Reason for logs and the CLI; it never goes to the client.
+	Detail string
+	// Rule names the rule that decided.
+	Rule string
+	// TokenPresent is true when the request carried a Bearer token (RFC 6750 error reporting).
+	TokenPresent bool
+	// Set and Remove are identity headers to set and to strip, on allow.
+	Set    []Header
+	Remove []string
+	// Claims are the verified claims, when a token was verified.
+	Claims *token.Claims
+}
+
+// Snapshot is everything one decision reads: built whole, swapped whole.
+type Snapshot struct {
+	Policy   *policy.Policy
+	Verifier *token.Verifier
+	// Ready is closed when every issuer's first JWKS fetch has finished.
+	Ready <-chan struct{}
+}
+
+// Engine decides requests against the current Snapshot.
+type Engine struct {
+	snap    atomic.Pointer[Snapshot]
+	metrics *metrics.Set
+	log     *slog.Logger
+}
+
+// New returns an Engine with no snapshot: it denies everything until Swap.
+func New(m *metrics.Set, log *slog.Logger) *Engine {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Engine{metrics: m, log: log}
+}
+
+// Swap installs s for all decisions that start after it returns.
+func (e *Engine) Swap(s *Snapshot) { e.snap.Store(s) }
+
+// Current returns the snapshot in force, or nil.
+func (e *Engine) Current() *Snapshot { return e.snap.Load() }
+
+// Ready reports whether a snapshot is in force and its key sets have answered once.
+func (e *Engine) Ready() bool {
+	s := e.snap.Load()
+	if s == nil {
+		return false
+	}
+	if s.Ready == nil {
+		return true
+	}
+	select {
+	case <-s.Ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// Check decides req, records metrics and logs a deny. transport labels the metrics.
+func (e *Engine) Check(ctx context.Context, transport string, req *Request) Decision {
+	start := time.Now()
+	d := e.Decide(ctx, req)
+	e.metrics.Decision(transport, d.Allow, string(d.Reason), d.Rule, time.Since(start))
+	if !d.Allow {
+		e.log.LogAttrs(ctx, slog.LevelInfo, "deny",
+			slog.String("reason", string(d.Reason)),
+			slog.String("detail", d.Detail),
+			slog.String("rule", d.Rule),
+			slog.Int("status", d.Status),
+			slog.String("request_id", req.RequestID),
+			slog.String("method", req.Method),
+			slog.String("transport", transport),
+		)
+	}
+	return d
+}
+
+// Decide is Check without metrics and logs (the CLI's explain uses it).
+func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
+	s := e.snap.Load()
+	if s == nil {
+		return deny(reason.NotReady, "no valid policy is loaded", RuleNone, false)
+	}
+	p := s.Policy
+	path, err := policy.Canonicalize(req.Path)
+	if err != nil {
+		return deny(reason.PathRejected, err.Error(), RuleNone, false)
+	}
+	preq := &policy.Request{Method: req.Method, Host: req.Host, Path: path}
+
+	if p.AllowPreflight && req.Method == http.MethodOptions && req.Origin != "" && req.PreflightMethod != "" {
+		return allowAnonymous(p, RulePreflight)
+	}
+	rule, params := p.Match(preq)
+	if rule == nil && p.Default == policy.DefaultDeny {
+		return deny(reason.NoRule, "no rule matches and default is deny", RuleDefault, len(req.Authorization) > 0)
+	}
+	if rule != nil && rule.Public {
+		return allowAnonymous(p, rule.Name)
+	}
+	ruleName := RuleDefault
+	if rule != nil {
+		ruleName = rule.Name
+	}
+	claims, err := authenticate(ctx, s.Verifier, req.Authorization)
+	if err != nil {
+		var re *reason.Error
+		if !errors.As(err, &re) {
+			re = reason.Wrap(reason.TokenMalformed, "unclassified verification error", err)
+		}
+		return deny(re.Code, re.Error(), ruleName, re.Code != reason.TokenMissing)
+	}
+	if rule != nil {
+		if code, detail := rule.Authorize(claims.Map, preq, params); code != "" {
+			d := deny(code, detail, ruleName, true)
+			d.Claims = claims
+			return d
+		}
+	}
+	d := Decision{Allow: true, Status: http.StatusOK, Rule: ruleName, TokenPresent: true, Claims: claims}
+	d.Set, d.Remove = identityHeaders(p.Identity, claims.Map)
+	return d
+}
+
+func authenticate(ctx context.Context, v *token.Verifier, authz []string) (*token.Claims, error) {
+	raw, err := token.FromAuthorization(authz)
+	if err != nil {
+		return nil, err
+	}
+	return v.Verify(ctx, raw)
+}
+
+func deny(code reason.Code, detail, rule string, tokenPresent bool) Decision {
+	status := http.StatusForbidden
+	switch {
+	case code == reason.PathRejected:
+		status = http.StatusBadRequest
+	case code.Unauthenticated():
+		status = http.StatusUnauthorized
+	}
+	return Decision{Status: status, Reason: code, Detail: detail, Rule: rule, TokenPresent: tokenPresent}
+}
+
+// allowAnonymous lets a request through without identity: every identity header is
+// stripped, so a client cannot smuggle one past a public rule either.
+func allowAnonymous(p *policy.Policy, rule string) Decision {
+	d := Decision{Allow: true, Status: http.StatusOK, Rule: rule}
+	for _, h := range p.Identity {
+		d.Remove = append(d.Remove, h.Name)
+	}
+	return d
+}

@@ -1,0 +1,400 @@
+// Package jwkscache keeps the public keys of one token issuer in memory and fresh.
+//
+// A Cache fetches the issuer's JWKS at start, refreshes it in the background with
+// jitter, refetches at most once per cooldown when a token names an unknown kid
+// (Better Auth mints a new key at the first signing after rotation, so a verifier
+// meets the new kid before its next scheduled refresh), and keeps the last good key
+// set through outages until it is older than MaxStale.
+package jwkscache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/betterauth-extauthz/extauthz/internal/metrics"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultRefreshInterval = 5 * time.Minute
+	DefaultCooldown        = 30 * time.Second
+	DefaultMaxStale        = 24 * time.Hour
+	DefaultFetchTimeout    = 5 * time.Second
+	DefaultWaitTimeout     = 2 * time.Second
+	// MaxBodySize bounds a JWKS response; real ones are a few KiB.
+	MaxBodySize = 1 << 20
+)
+
+// Errors returned by Lookup.
+var (
+	// ErrUnknownKID means the key set is available but has no key with that kid.
+	ErrUnknownKID = errors.New("no key with that kid")
+	// ErrUnavailable means there is no usable key set (never fetched, or dropped as too stale).
+	ErrUnavailable = errors.New("no usable key set")
+)
+
+// Config describes one issuer's JWKS endpoint. Zero durations take the defaults above.
+type Config struct {
+	// URL of the JWKS document, e.g. https://auth.example.com/api/auth/jwks.
+	URL string
+	// Name labels metrics and logs; the issuer URL is a good choice.
+	Name string
+	// AllowInsecure permits a plain-http URL on a non-loopback host.
+	AllowInsecure bool
+	// RefreshInterval is the mean time between background refreshes (jittered ±10%).
+	RefreshInterval time.Duration
+	// Cooldown is the minimum time between two unknown-kid refetches.
+	Cooldown time.Duration
+	// MaxStale is how long a key set survives failed refreshes before it is dropped.
+	MaxStale time.Duration
+	// FetchTimeout bounds one fetch.
+	FetchTimeout time.Duration
+	// WaitTimeout bounds how long a Lookup waits for an unknown-kid refetch.
+	WaitTimeout time.Duration
+	// Client is the HTTP client; nil builds one with FetchTimeout and a safe redirect policy.
+	Client *http.Client
+	// Metrics may be nil.
+	Metrics *metrics.Set
+	// Logger may be nil (slog.Default is used).
+	Logger *slog.Logger
+	// Now may be nil (time.Now); tests set it to move the clock.
+	Now func() time.Time
+}
+
+// keySet is an immutable, fetched JWKS.
+type keySet struct {
+	keys    map[string]Key
+	fetched time.Time
+}
+
+// Cache holds one issuer's keys. Create it with New, start it with Start.
+type Cache struct {
+	cfg Config
+	log *slog.Logger
+
+	set atomic.Pointer[keySet]
+
+	// mu guards the on-demand refetch state. It is taken only when a token names a
+	// kid we do not have, never on the hot path.
+	mu          sync.Mutex
+	inflight    chan struct{}
+	lastRefetch time.Time
+
+	firstDone chan struct{}
+	firstOnce sync.Once
+	stop      context.CancelFunc
+	stopped   chan struct{}
+}
+
+// New validates cfg and returns a Cache that has not fetched anything yet.
+func New(cfg Config) (*Cache, error) {
+	if err := CheckURL(cfg.URL, cfg.AllowInsecure); err != nil {
+		return nil, err
+	}
+	if cfg.RefreshInterval <= 0 {
+		cfg.RefreshInterval = DefaultRefreshInterval
+	}
+	if cfg.Cooldown <= 0 {
+		cfg.Cooldown = DefaultCooldown
+	}
+	if cfg.MaxStale <= 0 {
+		cfg.MaxStale = DefaultMaxStale
+	}
+	if cfg.FetchTimeout <= 0 {
+		cfg.FetchTimeout = DefaultFetchTimeout
+	}
+	if cfg.WaitTimeout <= 0 {
+		cfg.WaitTimeout = DefaultWaitTimeout
+	}
+	if cfg.Name == "" {
+		cfg.Name = cfg.URL
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Client == nil {
+		cfg.Client = newClient(cfg.FetchTimeout, cfg.AllowInsecure)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Cache{
+		cfg:       cfg,
+		log:       log.With("issuer", cfg.Name, "jwks_url", cfg.URL),
+		firstDone: make(chan struct{}),
+		stopped:   make(chan struct{}),
+	}, nil
+}
+
+// CheckURL enforces HTTPS for JWKS URLs, except for loopback hosts (local development
+// and tests) or when allowInsecure is set explicitly.
+func CheckURL(raw string, allowInsecure bool) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("jwks url %q: %w", raw, err)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("jwks url %q: no host", raw)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if allowInsecure || IsLoopback(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("jwks url %q: https is required (set allowInsecureJWKS to accept plain http)", raw)
+	default:
+		return fmt.Errorf("jwks url %q: scheme must be https", raw)
+	}
+}
+
+// IsLoopback reports whether host names this machine (localhost, 127.0.0.0/8, ::1).
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func newClient(timeout time.Duration, allowInsecure bool) *http.Client {
+	return &http.Client{
+		Timeout: timeout,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 3 {
+				return errors.New("too many redirects")
+			}
+			// A redirect must not downgrade us to plain http where https is required.
+			return CheckURL(req.URL.String(), allowInsecure)
+		},
+	}
+}
+
+// Start fetches the key set in the background and keeps it fresh until ctx ends or
+// Stop is called. It returns at once; Ready tells when the first fetch has finished.
+func (c *Cache) Start(ctx context.Context) {
+	ctx, c.stop = context.WithCancel(ctx)
+	go c.loop(ctx)
+}
+
+// Stop ends background refreshes and waits for the loop to exit.
+func (c *Cache) Stop() {
+	if c.stop != nil {
+		c.stop()
+		<-c.stopped
+	}
+}
+
+// Ready is closed once the first fetch has finished, whether it succeeded or not.
+func (c *Cache) Ready() <-chan struct{} { return c.firstDone }
+
+// Name returns the cache's label (its issuer).
+func (c *Cache) Name() string { return c.cfg.Name }
+
+// Keys returns a copy of the current usable keys, or nil when there is no usable set.
+func (c *Cache) Keys() []Key {
+	s := c.current()
+	if s == nil {
+		return nil
+	}
+	out := make([]Key, 0, len(s.keys))
+	for _, k := range s.keys {
+		out = append(out, k)
+	}
+	return out
+}
+
+// Age returns how long ago the current key set was fetched, and false if there is none.
+func (c *Cache) Age() (time.Duration, bool) {
+	s := c.current()
+	if s == nil {
+		return 0, false
+	}
+	return c.cfg.Now().Sub(s.fetched), true
+}
+
+func (c *Cache) loop(ctx context.Context) {
+	defer close(c.stopped)
+	backoff := time.Second
+	for {
+		err := c.refresh(ctx, "background")
+		c.firstOnce.Do(func() { close(c.firstDone) })
+		wait := jitter(c.cfg.RefreshInterval)
+		if err != nil && c.current() == nil {
+			// Nothing usable yet: retry sooner than a full interval, so a service that
+			// starts before Better Auth becomes usable within seconds.
+			wait = min(backoff, wait)
+			backoff = min(backoff*2, time.Minute)
+		} else {
+			backoff = time.Second
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// jitter spreads d by ±10% so that replicas do not refresh in lockstep.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.9 + 0.2*rand.Float64()))
+}
+
+// current returns the key set if it is fresh enough to use.
+func (c *Cache) current() *keySet {
+	s := c.set.Load()
+	if s == nil || c.cfg.Now().Sub(s.fetched) > c.cfg.MaxStale {
+		return nil
+	}
+	return s
+}
+
+// refresh fetches the JWKS once and installs it if it is usable. A failure keeps the
+// previous set, and drops it once it is older than MaxStale.
+func (c *Cache) refresh(ctx context.Context, trigger string) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.FetchTimeout)
+	defer cancel()
+	keys, err := c.fetch(ctx)
+	now := c.cfg.Now()
+	c.cfg.Metrics.JWKSFetched(c.cfg.Name, trigger, err, len(keys), now)
+	if err != nil {
+		old := c.set.Load()
+		switch {
+		case old == nil:
+			c.log.Warn("jwks fetch failed; no keys yet", "trigger", trigger, "error", err)
+		case now.Sub(old.fetched) > c.cfg.MaxStale:
+			c.set.CompareAndSwap(old, nil)
+			c.cfg.Metrics.JWKSDropped(c.cfg.Name)
+			c.log.Error("jwks fetch failed and cached keys exceeded maxStale; dropped them",
+				"trigger", trigger, "error", err, "age", now.Sub(old.fetched).String())
+		default:
+			c.log.Warn("jwks fetch failed; keeping cached keys", "trigger", trigger, "error", err,
+				"age", now.Sub(old.fetched).String())
+		}
+		return err
+	}
+	c.set.Store(&keySet{keys: keys, fetched: now})
+	c.log.Debug("jwks refreshed", "trigger", trigger, "keys", len(keys))
+	return nil
+}
+
+func (c *Cache) fetch(ctx context.Context) (map[string]Key, error) {
+	keys, skipped, err := fetchKeys(ctx, c.cfg.Client, c.cfg.URL)
+	for _, s := range skipped {
+		c.log.Info("jwks key skipped", "reason", s)
+	}
+	return keys, err
+}
+
+// Fetch downloads and parses a JWKS once, with the same checks as a Cache (HTTPS
+// rule, size limit, key filtering). The CLI's verify-jwks uses it.
+func Fetch(ctx context.Context, rawURL string, allowInsecure bool, timeout time.Duration) (keys map[string]Key, skipped []string, err error) {
+	if err := CheckURL(rawURL, allowInsecure); err != nil {
+		return nil, nil, err
+	}
+	if timeout <= 0 {
+		timeout = DefaultFetchTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return fetchKeys(ctx, newClient(timeout, allowInsecure), rawURL)
+}
+
+func fetchKeys(ctx context.Context, client *http.Client, rawURL string) (map[string]Key, []string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, MaxBodySize))
+		return nil, nil, fmt.Errorf("GET %s: status %d", rawURL, resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodySize+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("GET %s: reading body: %w", rawURL, err)
+	}
+	if len(body) > MaxBodySize {
+		return nil, nil, fmt.Errorf("GET %s: body larger than %d bytes", rawURL, MaxBodySize)
+	}
+	return ParseSet(body)
+}
+
+// Lookup returns the key with the given kid. An unknown kid triggers one refetch
+// shared by all concurrent callers, at most once per Cooldown; within the cooldown
+// it fails at once with ErrUnknownKID (counted as suppressed).
+func (c *Cache) Lookup(ctx context.Context, kid string) (Key, error) {
+	if s := c.current(); s != nil {
+		if k, ok := s.keys[kid]; ok {
+			return k, nil
+		}
+	}
+	c.refetch(ctx)
+	s := c.current()
+	if s == nil {
+		return Key{}, ErrUnavailable
+	}
+	if k, ok := s.keys[kid]; ok {
+		return k, nil
+	}
+	return Key{}, ErrUnknownKID
+}
+
+// refetch joins the refetch in flight, or starts one if the cooldown has passed.
+//
+// This is singleflight plus a cooldown. x/sync/singleflight cannot decide "join the
+// fetch in flight, else start one only if the cooldown passed" atomically, so the
+// few lines are written here, under a mutex that the hot path never takes.
+func (c *Cache) refetch(ctx context.Context) {
+	c.mu.Lock()
+	ch := c.inflight
+	if ch == nil {
+		now := c.cfg.Now()
+		if !c.lastRefetch.IsZero() && now.Sub(c.lastRefetch) < c.cfg.Cooldown {
+			c.mu.Unlock()
+			c.cfg.Metrics.RefetchSuppressed(c.cfg.Name)
+			return
+		}
+		c.lastRefetch = now
+		ch = make(chan struct{})
+		c.inflight = ch
+		// The fetch is detached from the caller's context: one caller giving up must
+		// not cancel the fetch that the others wait for.
+		go func() {
+			_ = c.refresh(context.Background(), "unknown_kid")
+			c.mu.Lock()
+			c.inflight = nil
+			c.mu.Unlock()
+			close(ch)
+		}()
+	}
+	c.mu.Unlock()
+	t := time.NewTimer(c.cfg.WaitTimeout)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+

@@ -1,0 +1,151 @@
+package jwkscache
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+)
+
+// MinRSABits is the smallest RSA modulus we accept; Better Auth generates 2048-bit keys.
+const MinRSABits = 2048
+
+// Key is one usable public key from a JWKS.
+type Key struct {
+	// KID is the key id tokens name in their header.
+	KID string
+	// Alg is the JWK's "alg" member, or "" when absent (Better Auth sets it; others may not).
+	Alg jwa.SignatureAlgorithm
+	// Public is an ed25519.PublicKey, *ecdsa.PublicKey or *rsa.PublicKey.
+	Public any
+}
+
+// Family describes what a key can verify: "EdDSA", "ES256", "ES384", "ES512" or "RSA".
+func (k Key) Family() string {
+	switch p := k.Public.(type) {
+	case ed25519.PublicKey:
+		return "EdDSA"
+	case *ecdsa.PublicKey:
+		switch p.Curve.Params().BitSize {
+		case 256:
+			return "ES256"
+		case 384:
+			return "ES384"
+		case 521:
+			return "ES512"
+		}
+	case *rsa.PublicKey:
+		return "RSA"
+	}
+	return ""
+}
+
+// ParseSet parses a JWKS document into usable keys by kid. Keys that cannot be used
+// (symmetric, encryption-only, unknown type or curve, weak RSA, no kid, duplicate kid)
+// are skipped and described in skipped; it is an error only when the document does
+// not parse or leaves no usable key, so an empty set never replaces a good one.
+func ParseSet(body []byte) (keys map[string]Key, skipped []string, err error) {
+	set, err := jwk.Parse(body)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parsing jwks: %w", err)
+	}
+	keys = make(map[string]Key, set.Len())
+	ctx := context.Background()
+	for it := set.Keys(ctx); it.Next(ctx); {
+		raw, _ := it.Pair().Value.(jwk.Key)
+		k, err := usableKey(raw)
+		if err != nil {
+			skipped = append(skipped, err.Error())
+			continue
+		}
+		if _, dup := keys[k.KID]; dup {
+			skipped = append(skipped, fmt.Sprintf("kid %q: duplicate, keeping the first", k.KID))
+			continue
+		}
+		keys[k.KID] = k
+	}
+	if len(keys) == 0 {
+		return nil, skipped, errors.New("jwks has no usable key")
+	}
+	return keys, skipped, nil
+}
+
+func usableKey(k jwk.Key) (Key, error) {
+	if k == nil {
+		return Key{}, errors.New("not a key")
+	}
+	kid := k.KeyID()
+	if kid == "" {
+		return Key{}, fmt.Errorf("key of type %s has no kid", k.KeyType())
+	}
+	if use := k.KeyUsage(); use != "" && use != string(jwk.ForSignature) {
+		return Key{}, fmt.Errorf("kid %q: use %q is not sig", kid, use)
+	}
+	switch k.KeyType() {
+	case jwa.OKP, jwa.EC, jwa.RSA:
+	default:
+		return Key{}, fmt.Errorf("kid %q: key type %q not supported", kid, k.KeyType())
+	}
+	// A JWKS should hold public keys only; if a private one slipped in, use its public half.
+	pub, err := jwk.PublicKeyOf(k)
+	if err != nil {
+		return Key{}, fmt.Errorf("kid %q: %w", kid, err)
+	}
+	var raw any
+	if err := pub.Raw(&raw); err != nil {
+		return Key{}, fmt.Errorf("kid %q: %w", kid, err)
+	}
+	out := Key{KID: kid, Public: raw}
+	if a := k.Algorithm(); a != nil && a.String() != "" {
+		out.Alg = jwa.SignatureAlgorithm(a.String())
+	}
+	switch p := raw.(type) {
+	case ed25519.PublicKey:
+	case *ecdsa.PublicKey:
+		if out.Family() == "" {
+			return Key{}, fmt.Errorf("kid %q: curve %s not supported", kid, p.Curve.Params().Name)
+		}
+	case *rsa.PublicKey:
+		if p.N.BitLen() < MinRSABits {
+			return Key{}, fmt.Errorf("kid %q: RSA key of %d bits is too small", kid, p.N.BitLen())
+		}
+	default:
+		// e.g. X25519 (OKP for key agreement): not a signature key.
+		return Key{}, fmt.Errorf("kid %q: %T is not a signature key", kid, raw)
+	}
+	return out, nil
+}
+
+// Static is a fixed key set, e.g. read from a file; it implements the lookup that
+// token verification needs without any fetching.
+type Static map[string]Key
+
+// Lookup returns the key with the given kid.
+func (s Static) Lookup(_ context.Context, kid string) (Key, error) {
+	if len(s) == 0 {
+		return Key{}, ErrUnavailable
+	}
+	k, ok := s[kid]
+	if !ok {
+		return Key{}, ErrUnknownKID
+	}
+	return k, nil
+}
+
+// Describe returns the JWK type and curve (or RSA size) of the key, for listings.
+func (k Key) Describe() (kty, crv string) {
+	switch p := k.Public.(type) {
+	case ed25519.PublicKey:
+		return "OKP", "Ed25519"
+	case *ecdsa.PublicKey:
+		return "EC", p.Curve.Params().Name
+	case *rsa.PublicKey:
+		return "RSA", fmt.Sprintf("%d bits", p.N.BitLen())
+	}
+	return "?", ""
+}

@@ -1,0 +1,172 @@
+// Package metrics holds the Prometheus collectors of the service.
+//
+// All methods are safe on a nil *Set, so packages and tests that do not care about
+// metrics pass nil. No label ever carries a user id or a token: labels are limited
+// to decisions, reason codes, rule names, transports and issuer URLs, all of which
+// come from configuration or from closed sets.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Namespace prefixes every metric name.
+const Namespace = "extauthz"
+
+// Set is the collection of collectors one server exports.
+type Set struct {
+	decisions       *prometheus.CounterVec
+	checkDuration   *prometheus.HistogramVec
+	jwksRefresh     *prometheus.CounterVec
+	jwksKeys        *prometheus.GaugeVec
+	jwksLastSuccess *prometheus.GaugeVec
+	jwksSuppressed  *prometheus.CounterVec
+	policyInfo      *prometheus.GaugeVec
+	policyReloads   *prometheus.CounterVec
+	ready           prometheus.Gauge
+	buildInfo       *prometheus.GaugeVec
+}
+
+// New creates the collectors and registers them, plus the Go and process collectors, on reg.
+func New(reg prometheus.Registerer) *Set {
+	s := &Set{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "decisions_total",
+			Help: "Authorization decisions by decision (allow|deny), reason code and matched rule.",
+		}, []string{"decision", "reason", "rule"}),
+		checkDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "check_duration_seconds",
+			Help:    "Time spent deciding one check, by transport (grpc|http).",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}, []string{"transport"}),
+		jwksRefresh: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "jwks_refresh_total",
+			Help: "JWKS fetches by issuer, trigger (background|unknown_kid) and result (success|error).",
+		}, []string{"issuer", "trigger", "result"}),
+		jwksKeys: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "jwks_keys",
+			Help: "Usable keys in the cached JWKS of each issuer.",
+		}, []string{"issuer"}),
+		jwksLastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "jwks_last_success_timestamp_seconds",
+			Help: "Unix time of the last successful JWKS fetch of each issuer.",
+		}, []string{"issuer"}),
+		jwksSuppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "jwks_refetch_suppressed_total",
+			Help: "Unknown-kid refetches not made because the issuer's cooldown had not passed.",
+		}, []string{"issuer"}),
+		policyInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "policy_info",
+			Help: "Always 1; the hash label identifies the policy in force.",
+		}, []string{"hash"}),
+		policyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "policy_reloads_total",
+			Help: "Policy loads by source and result (applied|rejected).",
+		}, []string{"source", "result"}),
+		ready: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "ready",
+			Help: "1 when the service has a policy and a first JWKS answer for every issuer.",
+		}),
+		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "build_info",
+			Help: "Always 1; labels describe the running build.",
+		}, []string{"version", "goversion"}),
+	}
+	reg.MustRegister(s.decisions, s.checkDuration, s.jwksRefresh, s.jwksKeys, s.jwksLastSuccess,
+		s.jwksSuppressed, s.policyInfo, s.policyReloads, s.ready, s.buildInfo,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return s
+}
+
+// Decision counts one decision and observes its latency.
+func (s *Set) Decision(transport string, allow bool, reason, rule string, took time.Duration) {
+	if s == nil {
+		return
+	}
+	d := "deny"
+	if allow {
+		d = "allow"
+	}
+	s.decisions.WithLabelValues(d, reason, rule).Inc()
+	s.checkDuration.WithLabelValues(transport).Observe(took.Seconds())
+}
+
+// JWKSFetched records one JWKS fetch. keys < 0 leaves the key gauge alone.
+func (s *Set) JWKSFetched(issuer, trigger string, err error, keys int, at time.Time) {
+	if s == nil {
+		return
+	}
+	if err != nil {
+		s.jwksRefresh.WithLabelValues(issuer, trigger, "error").Inc()
+		return
+	}
+	s.jwksRefresh.WithLabelValues(issuer, trigger, "success").Inc()
+	s.jwksKeys.WithLabelValues(issuer).Set(float64(keys))
+	s.jwksLastSuccess.WithLabelValues(issuer).Set(float64(at.UnixNano()) / 1e9)
+}
+
+// JWKSDropped records that an issuer's key set was discarded (too stale).
+func (s *Set) JWKSDropped(issuer string) {
+	if s == nil {
+		return
+	}
+	s.jwksKeys.WithLabelValues(issuer).Set(0)
+}
+
+// JWKSForget removes an issuer's series when the issuer leaves the policy.
+func (s *Set) JWKSForget(issuer string) {
+	if s == nil {
+		return
+	}
+	s.jwksKeys.DeleteLabelValues(issuer)
+	s.jwksLastSuccess.DeleteLabelValues(issuer)
+}
+
+// RefetchSuppressed counts an unknown-kid refetch skipped by the cooldown.
+func (s *Set) RefetchSuppressed(issuer string) {
+	if s == nil {
+		return
+	}
+	s.jwksSuppressed.WithLabelValues(issuer).Inc()
+}
+
+// PolicyApplied records the hash of the policy now in force.
+func (s *Set) PolicyApplied(source, hash string) {
+	if s == nil {
+		return
+	}
+	s.policyInfo.Reset()
+	s.policyInfo.WithLabelValues(hash).Set(1)
+	s.policyReloads.WithLabelValues(source, "applied").Inc()
+}
+
+// PolicyRejected counts a policy update that was refused.
+func (s *Set) PolicyRejected(source string) {
+	if s == nil {
+		return
+	}
+	s.policyReloads.WithLabelValues(source, "rejected").Inc()
+}
+
+// SetReady mirrors the readiness probe.
+func (s *Set) SetReady(ready bool) {
+	if s == nil {
+		return
+	}
+	v := 0.0
+	if ready {
+		v = 1
+	}
+	s.ready.Set(v)
+}
+
+// BuildInfo publishes the build description.
+func (s *Set) BuildInfo(version, goVersion string) {
+	if s == nil {
+		return
+	}
+	s.buildInfo.WithLabelValues(version, goVersion).Set(1)
+}

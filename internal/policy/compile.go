@@ -1,0 +1,294 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/cel-go/cel"
+	"github.com/lestrrat-go/jwx/v2/jwa"
+
+	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
+	"github.com/betterauth-extauthz/extauthz/internal/token"
+)
+
+// DefaultAction says what happens when no rule matches.
+type DefaultAction uint8
+
+// Default actions.
+const (
+	DefaultDeny DefaultAction = iota
+	DefaultAuthenticated
+)
+
+// DefaultIdentityHeaders are used when the policy names none.
+var DefaultIdentityHeaders = map[string]string{
+	"x-user-id":    "sub",
+	"x-user-uuid":  "uuid",
+	"x-user-email": "email",
+}
+
+// Issuer is a resolved issuer: every URL filled in.
+type Issuer struct {
+	Issuer            string
+	Audiences         []string
+	JWKSURL           string
+	Algorithms        []jwa.SignatureAlgorithm
+	AllowInsecureJWKS bool
+	RefreshInterval   time.Duration
+	RefetchCooldown   time.Duration
+	MaxStale          time.Duration
+}
+
+// IdentityHeader injects one claim as one header.
+type IdentityHeader struct {
+	Name, Claim string
+}
+
+// Policy is a compiled, immutable policy.
+type Policy struct {
+	Issuers        []Issuer
+	Identity       []IdentityHeader
+	Rules          []*Rule
+	Default        DefaultAction
+	AllowPreflight bool
+	Leeway         time.Duration
+	// Hash identifies the source document (first 16 hex digits of its SHA-256).
+	Hash string
+}
+
+// Load parses and compiles a policy document.
+func Load(data []byte) (*Policy, error) {
+	c, err := Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	p, err := Compile(c)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	p.Hash = hex.EncodeToString(sum[:8])
+	return p, nil
+}
+
+// Compile validates c and builds a Policy. Errors name the rule and field.
+func Compile(c *Config) (*Policy, error) {
+	p := &Policy{Leeway: token.DefaultLeeway, AllowPreflight: c.CORS.AllowPreflight}
+	if c.Leeway != nil {
+		if *c.Leeway < 0 || *c.Leeway > 10*time.Minute {
+			return nil, fmt.Errorf("leeway: %s is outside 0..10m", *c.Leeway)
+		}
+		p.Leeway = *c.Leeway
+	}
+	if len(c.Issuers) == 0 {
+		return nil, errors.New("issuers: at least one issuer is required")
+	}
+	seen := map[string]bool{}
+	for i, ic := range c.Issuers {
+		is, err := resolveIssuer(ic)
+		if err != nil {
+			return nil, fmt.Errorf("issuers[%d]: %w", i, err)
+		}
+		if seen[is.Issuer] {
+			return nil, fmt.Errorf("issuers[%d]: issuer %q is listed twice", i, is.Issuer)
+		}
+		seen[is.Issuer] = true
+		p.Issuers = append(p.Issuers, is)
+	}
+
+	headers := c.Identity.Headers
+	if headers == nil {
+		headers = DefaultIdentityHeaders
+	}
+	for name, claim := range headers {
+		if err := checkHeaderName(name); err != nil {
+			return nil, fmt.Errorf("identity.headers[%q]: %w", name, err)
+		}
+		if claim == "" {
+			return nil, fmt.Errorf("identity.headers[%q]: claim is empty", name)
+		}
+		p.Identity = append(p.Identity, IdentityHeader{Name: name, Claim: claim})
+	}
+	sort.Slice(p.Identity, func(i, j int) bool { return p.Identity[i].Name < p.Identity[j].Name })
+
+	switch c.Default {
+	case "", "deny":
+		p.Default = DefaultDeny
+	case "authenticated":
+		p.Default = DefaultAuthenticated
+	default:
+		return nil, fmt.Errorf("default: %q is not deny or authenticated", c.Default)
+	}
+
+	env, err := newCELEnv()
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]bool{}
+	for i, rc := range c.Rules {
+		r, err := compileRule(env, rc)
+		if err != nil {
+			return nil, fmt.Errorf("rules[%d] %q: %w", i, rc.Name, err)
+		}
+		if names[r.Name] {
+			return nil, fmt.Errorf("rules[%d] %q: name: used by an earlier rule", i, rc.Name)
+		}
+		names[r.Name] = true
+		p.Rules = append(p.Rules, r)
+	}
+	return p, nil
+}
+
+func resolveIssuer(ic IssuerConfig) (Issuer, error) {
+	is := Issuer{
+		Issuer:            ic.Issuer,
+		Audiences:         ic.Audiences,
+		JWKSURL:           ic.JWKSURL,
+		AllowInsecureJWKS: ic.AllowInsecureJWKS,
+		RefreshInterval:   ic.RefreshInterval,
+		RefetchCooldown:   ic.RefetchCooldown,
+		MaxStale:          ic.MaxStale,
+	}
+	if ic.BetterAuthURL != "" {
+		u, err := url.Parse(ic.BetterAuthURL)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return is, fmt.Errorf("betterAuthURL: %q is not an absolute http(s) URL", ic.BetterAuthURL)
+		}
+		// Better Auth's jwt plugin defaults iss and aud to the ORIGIN of baseURL.
+		origin := u.Scheme + "://" + u.Host
+		if is.Issuer == "" {
+			is.Issuer = origin
+		}
+		if len(is.Audiences) == 0 {
+			is.Audiences = []string{origin}
+		}
+		if is.JWKSURL == "" {
+			base := strings.TrimRight(u.Path, "/")
+			if !strings.HasSuffix(base, "/api/auth") {
+				base += "/api/auth"
+			}
+			is.JWKSURL = origin + base + "/jwks"
+		}
+	}
+	if is.Issuer == "" {
+		return is, errors.New("issuer: set betterAuthURL or issuer")
+	}
+	if len(is.Audiences) == 0 {
+		return is, errors.New("audiences: at least one audience is required")
+	}
+	if slices.Contains(is.Audiences, "") {
+		return is, errors.New("audiences: empty audience")
+	}
+	if is.JWKSURL == "" {
+		return is, errors.New("jwksURL: set betterAuthURL or jwksURL")
+	}
+	if err := jwkscache.CheckURL(is.JWKSURL, is.AllowInsecureJWKS); err != nil {
+		return is, fmt.Errorf("jwksURL: %w", err)
+	}
+	if len(ic.Algorithms) == 0 {
+		is.Algorithms = token.DefaultAlgorithms
+	}
+	for _, a := range ic.Algorithms {
+		alg := jwa.SignatureAlgorithm(a)
+		if !slices.Contains(token.Supported, alg) {
+			return is, fmt.Errorf("algorithms: %q is not supported (none and HS* never are)", a)
+		}
+		is.Algorithms = append(is.Algorithms, alg)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"refreshInterval", is.RefreshInterval}, {"refetchCooldown", is.RefetchCooldown}, {"maxStale", is.MaxStale}} {
+		if d.v < 0 {
+			return is, fmt.Errorf("%s: must not be negative", d.name)
+		}
+	}
+	return is, nil
+}
+
+// reservedHeaders may not be used as identity headers: overwriting them would
+// change routing, framing or authentication.
+var reservedHeaders = []string{
+	"authorization", "cookie", "host", "content-length", "content-type", "transfer-encoding",
+	"connection", "upgrade", "te", "trailer", "keep-alive", "proxy-authorization", "x-envoy-auth-headers-to-remove",
+}
+
+func checkHeaderName(name string) error {
+	if name == "" {
+		return errors.New("header name is empty")
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return errors.New("header name must be lower-case letters, digits, - and _")
+		}
+	}
+	if slices.Contains(reservedHeaders, name) || strings.HasPrefix(name, "x-envoy-") {
+		return errors.New("header name is reserved")
+	}
+	return nil
+}
+
+var knownMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+
+func compileRule(env *cel.Env, rc RuleConfig) (*Rule, error) {
+	r := &Rule{Name: rc.Name, Public: rc.Public}
+	if rc.Name == "" {
+		return nil, errors.New("name: required")
+	}
+	for _, m := range rc.Methods {
+		if !slices.Contains(knownMethods, m) {
+			return nil, fmt.Errorf("methods: %q is not an upper-case HTTP method", m)
+		}
+		r.methods = append(r.methods, m)
+	}
+	for _, h := range rc.Hosts {
+		h = strings.ToLower(h)
+		if h == "" || strings.ContainsAny(h, "/ ") || strings.Contains(h[1:], "*") ||
+			(strings.HasPrefix(h, "*") && !strings.HasPrefix(h, "*.")) {
+			return nil, fmt.Errorf("hosts: %q is not a host name or *.suffix", h)
+		}
+		r.hosts = append(r.hosts, h)
+	}
+	if len(rc.Paths) == 0 {
+		return nil, errors.New("paths: at least one path template is required")
+	}
+	for _, raw := range rc.Paths {
+		t, err := ParseTemplate(raw)
+		if err != nil {
+			return nil, fmt.Errorf("paths: %w", err)
+		}
+		r.paths = append(r.paths, t)
+	}
+	if rc.Public && (rc.Owner != nil || rc.When != "") {
+		return nil, errors.New("public: a public rule cannot also have owner or when")
+	}
+	if rc.Owner != nil {
+		if rc.Owner.Param == "" || rc.Owner.Claim == "" {
+			return nil, errors.New("owner: param and claim are both required")
+		}
+		for _, t := range r.paths {
+			if !t.Binds(rc.Owner.Param) {
+				return nil, fmt.Errorf("owner.param: path %q does not bind {%s}", t, rc.Owner.Param)
+			}
+		}
+		o := *rc.Owner
+		r.Owner = &o
+	}
+	if rc.When != "" {
+		prg, err := compileCondition(env, rc.When)
+		if err != nil {
+			return nil, fmt.Errorf("when: %w", err)
+		}
+		r.when = prg
+		r.When = rc.When
+	}
+	return r, nil
+}

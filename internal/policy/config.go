@@ -1,0 +1,103 @@
+// Package policy parses, validates and compiles the authorization policy.
+//
+// A policy is one YAML document (a file or a ConfigMap key). Compile turns it into an
+// immutable *Policy that many goroutines read at once; a new policy is a new value,
+// never an edit of the old one.
+package policy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the policy document as written by an operator.
+type Config struct {
+	// Issuers whose tokens are accepted. At least one.
+	Issuers []IssuerConfig `yaml:"issuers"`
+	// Identity configures the headers injected on allow.
+	Identity IdentityConfig `yaml:"identity"`
+	// Rules are tried in order; the first that matches decides.
+	Rules []RuleConfig `yaml:"rules"`
+	// Default applies when no rule matches: "deny" (the default) or "authenticated".
+	Default string `yaml:"default"`
+	// CORS configures preflight handling.
+	CORS CORSConfig `yaml:"cors"`
+	// Leeway is the allowed clock skew for exp/nbf/iat (default 30s).
+	Leeway *time.Duration `yaml:"leeway"`
+}
+
+// IssuerConfig is one Better Auth deployment.
+type IssuerConfig struct {
+	// BetterAuthURL is Better Auth's baseURL. Its origin becomes the issuer and the
+	// audience, and <url>/api/auth/jwks the JWKS URL, unless those are set explicitly.
+	BetterAuthURL string `yaml:"betterAuthURL"`
+	// Issuer is the exact iss claim.
+	Issuer string `yaml:"issuer"`
+	// Audiences: the token's aud must contain one of them.
+	Audiences []string `yaml:"audiences"`
+	// JWKSURL is where the public keys are published.
+	JWKSURL string `yaml:"jwksURL"`
+	// Algorithms allowed (default EdDSA, ES256, ES512, RS256, PS256).
+	Algorithms []string `yaml:"algorithms"`
+	// AllowInsecureJWKS accepts a plain-http JWKS URL on a non-loopback host.
+	AllowInsecureJWKS bool `yaml:"allowInsecureJWKS"`
+	// RefreshInterval between background JWKS refreshes (default 5m).
+	RefreshInterval time.Duration `yaml:"refreshInterval"`
+	// RefetchCooldown between unknown-kid refetches (default 30s).
+	RefetchCooldown time.Duration `yaml:"refetchCooldown"`
+	// MaxStale is how long keys survive a JWKS outage (default 24h).
+	MaxStale time.Duration `yaml:"maxStale"`
+}
+
+// IdentityConfig maps response header names to claim names.
+type IdentityConfig struct {
+	Headers map[string]string `yaml:"headers"`
+}
+
+// RuleConfig is one rule as written.
+type RuleConfig struct {
+	Name    string       `yaml:"name"`
+	Methods []string     `yaml:"methods"`
+	Hosts   []string     `yaml:"hosts"`
+	Paths   []string     `yaml:"paths"`
+	Public  bool         `yaml:"public"`
+	Owner   *OwnerConfig `yaml:"owner"`
+	When    string       `yaml:"when"`
+}
+
+// OwnerConfig requires a path parameter to equal a claim.
+type OwnerConfig struct {
+	Param string `yaml:"param"`
+	Claim string `yaml:"claim"`
+}
+
+// CORSConfig configures CORS preflight handling.
+type CORSConfig struct {
+	// AllowPreflight lets OPTIONS requests with Origin and
+	// Access-Control-Request-Method through without a token.
+	AllowPreflight bool `yaml:"allowPreflight"`
+}
+
+// Parse decodes a policy document strictly: unknown fields, duplicate keys and a
+// second document are errors, so a typo never silently weakens a policy.
+func Parse(data []byte) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("policy is empty")
+		}
+		return nil, fmt.Errorf("policy yaml: %w", err)
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("policy yaml: more than one document")
+	}
+	return &c, nil
+}

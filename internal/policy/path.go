@@ -1,0 +1,156 @@
+package policy
+
+import (
+	"errors"
+	"strings"
+)
+
+// MaxPathLength bounds the request path we are willing to canonicalise.
+const MaxPathLength = 8 << 10
+
+// Path is a request path in canonical form: query stripped, unreserved %-escapes
+// decoded, other escapes in upper-case hex.
+type Path struct {
+	// Canonical is the whole path, starting with '/'.
+	Canonical string
+	// Segments are the parts between slashes; an empty segment comes from "//" or a
+	// trailing slash.
+	Segments []string
+}
+
+// Errors from Canonicalize; all mean "deny with path_rejected".
+var (
+	ErrPathNotAbsolute  = errors.New("path does not start with /")
+	ErrPathTooLong      = errors.New("path too long")
+	ErrPathDotSegment   = errors.New("path has a . or .. segment")
+	ErrPathEncodedSlash = errors.New("path has an encoded slash or backslash")
+	ErrPathBackslash    = errors.New("path has a backslash")
+	ErrPathControl      = errors.New("path has a control character")
+	ErrPathNonASCII     = errors.New("path has a raw non-ASCII byte")
+	ErrPathBadEncoding  = errors.New("path has invalid %-encoding")
+	ErrPathSemicolon    = errors.New("path has ; in a segment")
+	ErrPathFragment     = errors.New("path has a fragment")
+)
+
+// Canonicalize turns a request path (as a proxy forwards it, possibly with a query
+// string) into the form that rules match against, or refuses it.
+//
+// Refusing rather than normalising is deliberate: a path that a backend might
+// resolve differently from us (dot segments, encoded slashes, backslashes, path
+// parameters, invalid escapes) is the classic way around path-based rules
+// (CVE-2019-9901), and no legitimate browser request needs one.
+func Canonicalize(raw string) (Path, error) {
+	if i := strings.IndexByte(raw, '?'); i >= 0 {
+		raw = raw[:i]
+	}
+	if len(raw) > MaxPathLength {
+		return Path{}, ErrPathTooLong
+	}
+	if raw == "" || raw[0] != '/' {
+		return Path{}, ErrPathNotAbsolute
+	}
+	n := strings.Count(raw, "/")
+	segs := make([]string, 0, n)
+	changed := false
+	rest := raw[1:]
+	for {
+		seg, tail, more := strings.Cut(rest, "/")
+		c, err := canonicalSegment(seg)
+		if err != nil {
+			return Path{}, err
+		}
+		if c != seg {
+			changed = true
+		}
+		segs = append(segs, c)
+		if !more {
+			break
+		}
+		rest = tail
+	}
+	canonical := raw
+	if changed {
+		canonical = "/" + strings.Join(segs, "/")
+	}
+	return Path{Canonical: canonical, Segments: segs}, nil
+}
+
+func canonicalSegment(seg string) (string, error) {
+	escaped := false
+	for i := 0; i < len(seg); i++ {
+		switch c := seg[i]; {
+		case c == '%':
+			escaped = true
+		case c < 0x20 || c == 0x7f:
+			return "", ErrPathControl
+		case c >= 0x80:
+			return "", ErrPathNonASCII
+		case c == '\\':
+			return "", ErrPathBackslash
+		case c == ';':
+			return "", ErrPathSemicolon
+		case c == '#':
+			return "", ErrPathFragment
+		}
+	}
+	if !escaped {
+		if seg == "." || seg == ".." {
+			return "", ErrPathDotSegment
+		}
+		return seg, nil
+	}
+	var b strings.Builder
+	b.Grow(len(seg))
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		if c != '%' {
+			b.WriteByte(c)
+			continue
+		}
+		if i+2 >= len(seg) || !isHex(seg[i+1]) || !isHex(seg[i+2]) {
+			return "", ErrPathBadEncoding
+		}
+		v := unhex(seg[i+1])<<4 | unhex(seg[i+2])
+		i += 2
+		switch {
+		case v == '/' || v == '\\':
+			return "", ErrPathEncodedSlash
+		case v < 0x20 || v == 0x7f:
+			return "", ErrPathControl
+		case v == ';':
+			return "", ErrPathSemicolon
+		case isUnreserved(v):
+			b.WriteByte(v)
+		default:
+			const hexdigits = "0123456789ABCDEF"
+			b.WriteByte('%')
+			b.WriteByte(hexdigits[v>>4])
+			b.WriteByte(hexdigits[v&15])
+		}
+	}
+	out := b.String()
+	if out == "." || out == ".." {
+		return "", ErrPathDotSegment
+	}
+	return out, nil
+}
+
+func isUnreserved(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	default:
+		return c - 'A' + 10
+	}
+}

@@ -1,0 +1,151 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+)
+
+type segKind uint8
+
+const (
+	segLiteral segKind = iota
+	segParam           // {name}: exactly one non-empty segment, bound
+	segStar            // *: exactly one non-empty segment
+	segRest            // **: everything that is left, possibly nothing
+)
+
+type segment struct {
+	kind segKind
+	text string // literal text or parameter name
+}
+
+// Template is a compiled path template such as /api/{user_id}/tasks/**.
+type Template struct {
+	raw    string
+	segs   []segment
+	params []string
+}
+
+// Param is one bound template parameter.
+type Param struct {
+	Name, Value string
+}
+
+// Params are the parameters one match bound, in template order.
+type Params []Param
+
+// Get returns the value bound to name.
+func (ps Params) Get(name string) (string, bool) {
+	for _, p := range ps {
+		if p.Name == name {
+			return p.Value, true
+		}
+	}
+	return "", false
+}
+
+// ParseTemplate compiles a path template. Literal segments must already be in
+// canonical form, since they are compared byte for byte with canonical paths.
+func ParseTemplate(raw string) (*Template, error) {
+	if raw == "" || raw[0] != '/' {
+		return nil, fmt.Errorf("template %q must start with /", raw)
+	}
+	t := &Template{raw: raw}
+	parts := strings.Split(raw[1:], "/")
+	for i, p := range parts {
+		switch {
+		case p == "**":
+			if i != len(parts)-1 {
+				return nil, fmt.Errorf("template %q: ** must be the last segment", raw)
+			}
+			t.segs = append(t.segs, segment{kind: segRest})
+		case p == "*":
+			t.segs = append(t.segs, segment{kind: segStar})
+		case strings.HasPrefix(p, "{") && strings.HasSuffix(p, "}"):
+			name := p[1 : len(p)-1]
+			if !isIdent(name) {
+				return nil, fmt.Errorf("template %q: parameter name %q must be letters, digits and _", raw, name)
+			}
+			for _, seen := range t.params {
+				if seen == name {
+					return nil, fmt.Errorf("template %q: parameter {%s} appears twice", raw, name)
+				}
+			}
+			t.params = append(t.params, name)
+			t.segs = append(t.segs, segment{kind: segParam, text: name})
+		default:
+			if strings.ContainsAny(p, "{}*") {
+				return nil, fmt.Errorf("template %q: segment %q mixes text with {, } or *; use a whole segment", raw, p)
+			}
+			c, err := canonicalSegment(p)
+			if err != nil {
+				return nil, fmt.Errorf("template %q: segment %q: %w", raw, p, err)
+			}
+			if c != p {
+				return nil, fmt.Errorf("template %q: segment %q is not canonical (write %q)", raw, p, c)
+			}
+			t.segs = append(t.segs, segment{kind: segLiteral, text: p})
+		}
+	}
+	return t, nil
+}
+
+// String returns the template as written.
+func (t *Template) String() string { return t.raw }
+
+// Binds reports whether the template binds the named parameter.
+func (t *Template) Binds(name string) bool {
+	for _, p := range t.params {
+		if p == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Match reports whether segs match the template, appending bound parameters to ps.
+func (t *Template) Match(segs []string, ps Params) (Params, bool) {
+	start := len(ps)
+	for i, s := range t.segs {
+		if s.kind == segRest {
+			return ps, true
+		}
+		if i >= len(segs) {
+			return ps[:start], false
+		}
+		v := segs[i]
+		switch s.kind {
+		case segLiteral:
+			if v != s.text {
+				return ps[:start], false
+			}
+		case segStar:
+			if v == "" {
+				return ps[:start], false
+			}
+		case segParam:
+			// Empty segments (from //) never bind a parameter.
+			if v == "" {
+				return ps[:start], false
+			}
+			ps = append(ps, Param{Name: s.text, Value: v})
+		}
+	}
+	if len(segs) != len(t.segs) {
+		return ps[:start], false
+	}
+	return ps, true
+}
+
+func isIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,81 @@
+// Package reason defines the closed set of codes that explain every deny.
+//
+// A code travels to logs, metrics and the CLI; it never reaches the client, whose
+// deny body stays generic so that a probe learns nothing about our keys or policy.
+package reason
+
+import "fmt"
+
+// Code names why a request was denied. The empty Code means "allowed".
+type Code string
+
+// Token and key codes: the request gets 401.
+const (
+	TokenMissing     Code = "token_missing"
+	TokenMalformed   Code = "token_malformed"
+	TokenTooLarge    Code = "token_too_large"
+	AlgNotAllowed    Code = "alg_not_allowed"
+	UnknownKID       Code = "unknown_kid"
+	SignatureInvalid Code = "signature_invalid"
+	TokenExpired     Code = "token_expired"
+	TokenNotYetValid Code = "token_not_yet_valid"
+	IssuerMismatch   Code = "issuer_mismatch"
+	AudienceMismatch Code = "audience_mismatch"
+	JWKSUnavailable  Code = "jwks_unavailable"
+)
+
+// Policy codes: the token (if any) was fine but the request is not allowed.
+const (
+	ClaimMissing   Code = "claim_missing"
+	PathRejected   Code = "path_rejected"
+	OwnerMismatch  Code = "owner_mismatch"
+	ConditionFalse Code = "condition_false"
+	NoRule         Code = "no_rule"
+	// NotReady is used while no valid policy is loaded: the service fails closed.
+	NotReady Code = "not_ready"
+)
+
+// All lists every code, for tests and for pre-creating metric series.
+var All = []Code{
+	TokenMissing, TokenMalformed, TokenTooLarge, AlgNotAllowed, UnknownKID, SignatureInvalid,
+	TokenExpired, TokenNotYetValid, IssuerMismatch, AudienceMismatch, JWKSUnavailable,
+	ClaimMissing, PathRejected, OwnerMismatch, ConditionFalse, NoRule, NotReady,
+}
+
+// Unauthenticated reports whether the code means "no acceptable credentials" (HTTP 401)
+// rather than "authenticated but not allowed" (403) or "bad request" (400).
+func (c Code) Unauthenticated() bool {
+	switch c {
+	case TokenMissing, TokenMalformed, TokenTooLarge, AlgNotAllowed, UnknownKID, SignatureInvalid,
+		TokenExpired, TokenNotYetValid, IssuerMismatch, AudienceMismatch, JWKSUnavailable:
+		return true
+	}
+	return false
+}
+
+// Error carries a Code together with a human-readable detail for logs and the CLI.
+// The detail may name claims, kids or URLs; it must never contain a token.
+type Error struct {
+	Code   Code
+	Detail string
+	Err    error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Detail, e.Err)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Detail)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf builds an *Error with a formatted detail.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Wrap builds an *Error around a cause.
+func Wrap(code Code, detail string, err error) *Error {
+	return &Error{Code: code, Detail: detail, Err: err}
+}

@@ -1,0 +1,184 @@
+// Package server runs the three listeners of extauthz (gRPC ext_authz, HTTP check,
+// admin) around one engine, and shuts them down in the order Kubernetes expects:
+// readiness false first, then a drain, then a graceful stop with a deadline.
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/betterauth-extauthz/extauthz/internal/authz"
+	"github.com/betterauth-extauthz/extauthz/internal/engine"
+	"github.com/betterauth-extauthz/extauthz/internal/metrics"
+)
+
+// Config says where to listen and how to stop.
+type Config struct {
+	GRPCAddr, HTTPAddr, AdminAddr string
+	// Realm for WWW-Authenticate challenges.
+	Realm string
+	// ShutdownDelay is how long readiness is false before the servers stop, so that
+	// load balancers stop sending new requests first.
+	ShutdownDelay time.Duration
+	// ShutdownTimeout bounds the graceful stop; in-flight checks past it are cut.
+	ShutdownTimeout time.Duration
+}
+
+// Server is a running extauthz.
+type Server struct {
+	cfg      Config
+	engine   *engine.Engine
+	metrics  *metrics.Set
+	gatherer prometheus.Gatherer
+	log      *slog.Logger
+	draining atomic.Bool
+	health   *health.Server
+
+	grpcLn, httpLn, adminLn net.Listener
+}
+
+// New binds the three listeners (so that ":0" ports are known before Run).
+func New(cfg Config, e *engine.Engine, m *metrics.Set, g prometheus.Gatherer, log *slog.Logger) (*Server, error) {
+	s := &Server{cfg: cfg, engine: e, metrics: m, gatherer: g, log: log, health: health.NewServer()}
+	var err error
+	if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("grpc listener: %w", err)
+	}
+	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		s.grpcLn.Close()
+		return nil, fmt.Errorf("http listener: %w", err)
+	}
+	if s.adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+		s.grpcLn.Close()
+		s.httpLn.Close()
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	return s, nil
+}
+
+// Addrs returns the bound gRPC, HTTP and admin addresses.
+func (s *Server) Addrs() (grpcAddr, httpAddr, adminAddr string) {
+	return s.grpcLn.Addr().String(), s.httpLn.Addr().String(), s.adminLn.Addr().String()
+}
+
+// Ready reports what /readyz reports.
+func (s *Server) Ready() bool { return !s.draining.Load() && s.engine.Ready() }
+
+// Run serves until ctx ends, then shuts down gracefully.
+func (s *Server) Run(ctx context.Context) error {
+	gs := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(gs, &authz.GRPC{Engine: s.engine, Realm: s.cfg.Realm})
+	healthpb.RegisterHealthServer(gs, s.health)
+
+	checkSrv := &http.Server{
+		Handler:           &authz.HTTP{Engine: s.engine, Realm: s.cfg.Realm},
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	adminSrv := &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+
+	errc := make(chan error, 3)
+	go func() { errc <- gs.Serve(s.grpcLn) }()
+	go func() { errc <- checkSrv.Serve(s.httpLn) }()
+	go func() { errc <- adminSrv.Serve(s.adminLn) }()
+	g, h, a := s.Addrs()
+	s.log.Info("listening", "grpc", g, "http", h, "admin", a)
+
+	stopHealth := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.trackReadiness(stopHealth) }()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		runErr = fmt.Errorf("server stopped: %w", err)
+	}
+
+	s.draining.Store(true)
+	s.health.Shutdown()
+	s.metrics.SetReady(false)
+	if runErr == nil && s.cfg.ShutdownDelay > 0 {
+		s.log.Info("shutting down: not ready, draining", "delay", s.cfg.ShutdownDelay.String())
+		time.Sleep(s.cfg.ShutdownDelay)
+	}
+	deadline := s.cfg.ShutdownTimeout
+	if deadline <= 0 {
+		deadline = 10 * time.Second
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { gs.GracefulStop(); close(done) }()
+	_ = checkSrv.Shutdown(sctx)
+	select {
+	case <-done:
+	case <-sctx.Done():
+		gs.Stop()
+	}
+	_ = adminSrv.Shutdown(sctx)
+	close(stopHealth)
+	wg.Wait()
+	s.log.Info("stopped")
+	return runErr
+}
+
+// trackReadiness mirrors readiness into the gRPC health service and the metric.
+func (s *Server) trackReadiness(stop <-chan struct{}) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	last := -1
+	for {
+		r := 0
+		if s.Ready() {
+			r = 1
+		}
+		if r != last && !s.draining.Load() {
+			st := healthpb.HealthCheckResponse_NOT_SERVING
+			if r == 1 {
+				st = healthpb.HealthCheckResponse_SERVING
+			}
+			s.health.SetServingStatus("", st)
+			s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
+			s.metrics.SetReady(r == 1)
+			last = r
+		}
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.Ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	return mux
+}
+

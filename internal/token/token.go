@@ -1,0 +1,296 @@
+// Package token extracts Bearer tokens from requests and verifies Better Auth JWTs.
+//
+// Verification follows one fixed order so that every failure maps to exactly one
+// reason code: size, compact form, header (alg allow-list, crit), issuer, key by kid,
+// algorithm/key agreement, signature, then time and audience claims. Key material
+// comes only from the issuer's JWKS: the jku, x5u, jwk and x5c header parameters are
+// never looked at.
+package token
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jws"
+	"github.com/lestrrat-go/jwx/v2/jwt"
+
+	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
+	"github.com/betterauth-extauthz/extauthz/internal/reason"
+)
+
+// Limits and defaults.
+const (
+	// MaxSize bounds a token; Better Auth's are under 1 KiB.
+	MaxSize = 8 << 10
+	// DefaultLeeway absorbs clock skew between Better Auth and us.
+	DefaultLeeway = 30 * time.Second
+)
+
+// DefaultAlgorithms is the allow-list used when an issuer names none: every
+// algorithm Better Auth's jwt plugin can sign with.
+var DefaultAlgorithms = []jwa.SignatureAlgorithm{jwa.EdDSA, jwa.ES256, jwa.ES512, jwa.RS256, jwa.PS256}
+
+// Supported lists every algorithm an issuer may allow. none and HS* are absent on
+// purpose: a public JWKS must never be usable as an HMAC secret.
+var Supported = []jwa.SignatureAlgorithm{
+	jwa.EdDSA, jwa.ES256, jwa.ES384, jwa.ES512,
+	jwa.RS256, jwa.RS384, jwa.RS512, jwa.PS256, jwa.PS384, jwa.PS512,
+}
+
+// KeySource finds a public key by kid; *jwkscache.Cache is one.
+type KeySource interface {
+	Lookup(ctx context.Context, kid string) (jwkscache.Key, error)
+}
+
+// Issuer is what we accept from one Better Auth deployment.
+type Issuer struct {
+	// Issuer must equal the token's iss exactly.
+	Issuer string
+	// Audiences: the token's aud must contain at least one.
+	Audiences []string
+	// Algorithms allowed; empty means DefaultAlgorithms.
+	Algorithms []jwa.SignatureAlgorithm
+	// Keys supplies verification keys.
+	Keys KeySource
+}
+
+// Verifier verifies tokens from a fixed set of issuers. It is immutable once built.
+type Verifier struct {
+	issuers map[string]*Issuer
+	leeway  time.Duration
+	now     func() time.Time
+}
+
+// Option configures a Verifier.
+type Option func(*Verifier)
+
+// WithLeeway sets the allowed clock skew for exp, nbf and iat.
+func WithLeeway(d time.Duration) Option { return func(v *Verifier) { v.leeway = d } }
+
+// WithClock replaces time.Now, e.g. to check a sample token at its own iat.
+func WithClock(now func() time.Time) Option { return func(v *Verifier) { v.now = now } }
+
+// NewVerifier builds a Verifier. It fails on an issuer listed twice, with no
+// audience, or allowing an unsupported algorithm.
+func NewVerifier(issuers []Issuer, opts ...Option) (*Verifier, error) {
+	v := &Verifier{issuers: make(map[string]*Issuer, len(issuers)), leeway: DefaultLeeway, now: time.Now}
+	for _, o := range opts {
+		o(v)
+	}
+	for i := range issuers {
+		is := issuers[i]
+		if is.Issuer == "" {
+			return nil, errors.New("issuer with empty iss")
+		}
+		if _, dup := v.issuers[is.Issuer]; dup {
+			return nil, fmt.Errorf("issuer %q listed twice", is.Issuer)
+		}
+		if len(is.Audiences) == 0 {
+			return nil, fmt.Errorf("issuer %q: no audience", is.Issuer)
+		}
+		if len(is.Algorithms) == 0 {
+			is.Algorithms = DefaultAlgorithms
+		}
+		for _, a := range is.Algorithms {
+			if !slices.Contains(Supported, a) {
+				return nil, fmt.Errorf("issuer %q: algorithm %q is not supported", is.Issuer, a)
+			}
+		}
+		if is.Keys == nil {
+			return nil, fmt.Errorf("issuer %q: no key source", is.Issuer)
+		}
+		v.issuers[is.Issuer] = &is
+	}
+	return v, nil
+}
+
+// Claims is a verified token's content.
+type Claims struct {
+	// Issuer, Subject, KID and Expiry are copied out for convenience.
+	Issuer  string
+	Subject string
+	KID     string
+	Alg     jwa.SignatureAlgorithm
+	Expiry  time.Time
+	// Header is the token's protected header as JSON values.
+	Header map[string]any
+	// Map holds every claim as decoded JSON (numbers are float64).
+	Map map[string]any
+}
+
+// header is the subset of the JOSE header we act on.
+type header struct {
+	Alg  string          `json:"alg"`
+	Kid  string          `json:"kid"`
+	Crit json.RawMessage `json:"crit"`
+	B64  *bool           `json:"b64"`
+}
+
+// Verify checks raw and returns its claims, or a *reason.Error.
+func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
+	if len(raw) > MaxSize {
+		return nil, reason.Errorf(reason.TokenTooLarge, "token of %d bytes exceeds %d", len(raw), MaxSize)
+	}
+	hdrB64, payloadB64, sigB64, ok := splitCompact(raw)
+	if !ok {
+		return nil, reason.Errorf(reason.TokenMalformed, "not a compact JWS (three base64url parts)")
+	}
+	hdrJSON, err := base64.RawURLEncoding.DecodeString(hdrB64)
+	if err != nil {
+		return nil, reason.Wrap(reason.TokenMalformed, "header is not base64url", err)
+	}
+	var hdr header
+	if err := strictUnmarshal(hdrJSON, &hdr); err != nil {
+		return nil, reason.Wrap(reason.TokenMalformed, "header is not a JSON object", err)
+	}
+	// We implement no critical extension, so any crit must be refused (RFC 7515 §4.1.11).
+	if len(hdr.Crit) > 0 || hdr.B64 != nil {
+		return nil, reason.Errorf(reason.TokenMalformed, "header has crit/b64 extensions we do not support")
+	}
+	alg := jwa.SignatureAlgorithm(hdr.Alg)
+	if !slices.Contains(Supported, alg) {
+		return nil, reason.Errorf(reason.AlgNotAllowed, "alg %q is not accepted", hdr.Alg)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(payloadB64)
+	if err != nil {
+		return nil, reason.Wrap(reason.TokenMalformed, "payload is not base64url", err)
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(sigB64)
+	if err != nil {
+		return nil, reason.Wrap(reason.TokenMalformed, "signature is not base64url", err)
+	}
+	// jwx's Token decodes and types the registered claims for validation; the plain
+	// map is what policies and identity headers read.
+	tok := jwt.New()
+	if err := json.Unmarshal(payload, tok); err != nil {
+		return nil, reason.Wrap(reason.TokenMalformed, "claims are not a valid JWT claims set", err)
+	}
+	var claims map[string]any
+	if err := strictUnmarshal(payload, &claims); err != nil {
+		return nil, reason.Wrap(reason.TokenMalformed, "claims are not a JSON object", err)
+	}
+
+	// The unverified iss only selects which issuer's keys to try; a forged iss can
+	// only pick keys that then fail to verify the signature.
+	iss, ok := v.issuers[tok.Issuer()]
+	if !ok {
+		return nil, reason.Errorf(reason.IssuerMismatch, "iss %q is not a configured issuer", truncate(tok.Issuer(), 100))
+	}
+	if !slices.Contains(iss.Algorithms, alg) {
+		return nil, reason.Errorf(reason.AlgNotAllowed, "alg %s is not allowed for issuer %s", alg, iss.Issuer)
+	}
+	if hdr.Kid == "" {
+		return nil, reason.Errorf(reason.UnknownKID, "token has no kid")
+	}
+	key, err := iss.Keys.Lookup(ctx, hdr.Kid)
+	switch {
+	case errors.Is(err, jwkscache.ErrUnknownKID):
+		return nil, reason.Errorf(reason.UnknownKID, "kid %q is not in the JWKS of %s", truncate(hdr.Kid, 64), iss.Issuer)
+	case err != nil:
+		return nil, reason.Wrap(reason.JWKSUnavailable, "no keys for "+iss.Issuer, err)
+	}
+	if err := algMatchesKey(alg, key); err != nil {
+		return nil, reason.Wrap(reason.AlgNotAllowed, "algorithm does not fit the key", err)
+	}
+	verifier, err := jws.NewVerifier(alg)
+	if err != nil {
+		return nil, reason.Wrap(reason.AlgNotAllowed, "no verifier", err)
+	}
+	signingInput := raw[:len(hdrB64)+1+len(payloadB64)]
+	if err := verifier.Verify([]byte(signingInput), sig, key.Public); err != nil {
+		return nil, reason.Wrap(reason.SignatureInvalid, "signature does not verify with kid "+key.KID, err)
+	}
+
+	if _, ok := claims["exp"]; !ok {
+		return nil, reason.Errorf(reason.TokenMalformed, "token has no exp")
+	}
+	err = jwt.Validate(tok,
+		jwt.WithClock(jwt.ClockFunc(v.now)),
+		jwt.WithAcceptableSkew(v.leeway),
+	)
+	switch {
+	case err == nil:
+	case errors.Is(err, jwt.ErrTokenExpired()):
+		return nil, reason.Errorf(reason.TokenExpired, "expired at %s", tok.Expiration().UTC().Format(time.RFC3339))
+	case errors.Is(err, jwt.ErrTokenNotYetValid()), errors.Is(err, jwt.ErrInvalidIssuedAt()):
+		return nil, reason.Wrap(reason.TokenNotYetValid, "nbf or iat is in the future", err)
+	default:
+		return nil, reason.Wrap(reason.TokenMalformed, "claims do not validate", err)
+	}
+	if !audienceMatches(tok.Audience(), iss.Audiences) {
+		return nil, reason.Errorf(reason.AudienceMismatch, "aud %q does not contain an accepted audience", tok.Audience())
+	}
+	sub, _ := claims["sub"].(string)
+	hdrMap := map[string]any{"alg": hdr.Alg, "kid": hdr.Kid}
+	return &Claims{
+		Issuer: iss.Issuer, Subject: sub, KID: key.KID, Alg: alg,
+		Expiry: tok.Expiration(), Header: hdrMap, Map: claims,
+	}, nil
+}
+
+// splitCompact splits a compact JWS into its three parts. It refuses the JSON
+// serialization and anything with more or fewer than two dots.
+func splitCompact(raw string) (h, p, s string, ok bool) {
+	h, rest, ok1 := strings.Cut(raw, ".")
+	p, s, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || h == "" || p == "" || s == "" || strings.Contains(s, ".") {
+		return "", "", "", false
+	}
+	return h, p, s, true
+}
+
+// strictUnmarshal decodes one JSON value and refuses trailing data.
+func strictUnmarshal(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after JSON value")
+	}
+	return nil
+}
+
+// algMatchesKey refuses algorithm confusion: the header's alg must fit the key's
+// type and curve, and the key's own alg when the JWKS states one.
+func algMatchesKey(alg jwa.SignatureAlgorithm, k jwkscache.Key) error {
+	if k.Alg != "" && k.Alg != alg {
+		return fmt.Errorf("token alg %s but key %q is for %s", alg, k.KID, k.Alg)
+	}
+	fam := k.Family()
+	switch alg {
+	case jwa.EdDSA, jwa.ES256, jwa.ES384, jwa.ES512:
+		if fam == string(alg) {
+			return nil
+		}
+	case jwa.RS256, jwa.RS384, jwa.RS512, jwa.PS256, jwa.PS384, jwa.PS512:
+		if fam == "RSA" {
+			return nil
+		}
+	}
+	return fmt.Errorf("token alg %s cannot use key %q of family %s", alg, k.KID, fam)
+}
+
+func audienceMatches(got, want []string) bool {
+	for _, g := range got {
+		if slices.Contains(want, g) {
+			return true
+		}
+	}
+	return false
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
