@@ -397,4 +397,3 @@ func (c *Cache) refetch(ctx context.Context) {
 	case <-ctx.Done():
 	}
 }
-

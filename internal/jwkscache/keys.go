@@ -49,12 +49,12 @@ func (k Key) Family() string {
 // (symmetric, encryption-only, unknown type or curve, weak RSA, no kid, duplicate kid)
 // are skipped and described in skipped; it is an error only when the document does
 // not parse or leaves no usable key, so an empty set never replaces a good one.
-func ParseSet(body []byte) (keys map[string]Key, skipped []string, err error) {
+func ParseSet(body []byte) (keys Static, skipped []string, err error) {
 	set, err := jwk.Parse(body)
 	if err != nil {
 		return nil, nil, fmt.Errorf("parsing jwks: %w", err)
 	}
-	keys = make(map[string]Key, set.Len())
+	keys = make(Static, set.Len())
 	ctx := context.Background()
 	for it := set.Keys(ctx); it.Next(ctx); {
 		raw, _ := it.Pair().Value.(jwk.Key)

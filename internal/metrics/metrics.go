@@ -170,3 +170,13 @@ func (s *Set) BuildInfo(version, goVersion string) {
 	}
 	s.buildInfo.WithLabelValues(version, goVersion).Set(1)
 }
+
+// JWKSKeysGauge exposes the key gauge of one issuer (for tests).
+func (s *Set) JWKSKeysGauge(issuer string) prometheus.Gauge {
+	return s.jwksKeys.WithLabelValues(issuer)
+}
+
+// RefetchSuppressedCounter exposes the suppressed-refetch counter of one issuer (for tests).
+func (s *Set) RefetchSuppressedCounter(issuer string) prometheus.Counter {
+	return s.jwksSuppressed.WithLabelValues(issuer)
+}

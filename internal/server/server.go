@@ -181,4 +181,3 @@ func (s *Server) adminHandler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
 	return mux
 }
-

@@ -1,0 +1,131 @@
+// Package tokentest mints keys, JWKS documents and Better-Auth-shaped tokens for
+// tests, the way net/http/httptest serves HTTP for them. Production code never
+// imports it.
+package tokentest
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
+)
+
+// Key is a signing key with its public JWK.
+type Key struct {
+	KID     string
+	Alg     jwa.SignatureAlgorithm
+	private any
+	public  jwk.Key
+}
+
+var rsaOnce sync.Once
+var rsaKey *rsa.PrivateKey
+
+// NewKey generates a key for alg with the given kid. RSA keys are generated once
+// per process (2048-bit generation is slow) and shared by RS* and PS*.
+func NewKey(alg jwa.SignatureAlgorithm, kid string) *Key {
+	var priv, pub any
+	switch alg {
+	case jwa.EdDSA:
+		p, s, err := ed25519.GenerateKey(rand.Reader)
+		must(err)
+		priv, pub = s, p
+	case jwa.ES256, jwa.ES384, jwa.ES512:
+		curve := map[jwa.SignatureAlgorithm]elliptic.Curve{jwa.ES256: elliptic.P256(), jwa.ES384: elliptic.P384(), jwa.ES512: elliptic.P521()}[alg]
+		s, err := ecdsa.GenerateKey(curve, rand.Reader)
+		must(err)
+		priv, pub = s, &s.PublicKey
+	case jwa.RS256, jwa.RS384, jwa.RS512, jwa.PS256, jwa.PS384, jwa.PS512:
+		rsaOnce.Do(func() {
+			var err error
+			rsaKey, err = rsa.GenerateKey(rand.Reader, 2048)
+			must(err)
+		})
+		priv, pub = rsaKey, &rsaKey.PublicKey
+	default:
+		panic("tokentest: unsupported alg " + alg.String())
+	}
+	j, err := jwk.FromRaw(pub)
+	must(err)
+	must(j.Set(jwk.KeyIDKey, kid))
+	must(j.Set(jwk.AlgorithmKey, alg))
+	return &Key{KID: kid, Alg: alg, private: priv, public: j}
+}
+
+// PublicJWK returns the key's public JWK as a JSON-ready map.
+func (k *Key) PublicJWK() map[string]any {
+	b, err := json.Marshal(k.public)
+	must(err)
+	var m map[string]any
+	must(json.Unmarshal(b, &m))
+	return m
+}
+
+// JWKS returns a JWKS document with the public halves of keys, in order.
+func JWKS(keys ...*Key) []byte {
+	out := struct {
+		Keys []map[string]any `json:"keys"`
+	}{Keys: []map[string]any{}}
+	for _, k := range keys {
+		out.Keys = append(out.Keys, k.PublicJWK())
+	}
+	b, err := json.Marshal(out)
+	must(err)
+	return b
+}
+
+// Claims returns Better Auth's claim set for a user, issued now by issuer and
+// valid for 15 minutes, as the jwt plugin with a uuid definePayload hook makes it.
+func Claims(issuer, sub, uuid string, now time.Time) map[string]any {
+	return map[string]any{
+		"iat": now.Unix(), "exp": now.Add(15 * time.Minute).Unix(),
+		"iss": issuer, "aud": issuer, "sub": sub, "id": sub, "uuid": uuid,
+		"name": "Test User", "email": sub + "@example.test", "emailVerified": false, "image": nil,
+	}
+}
+
+// Sign signs claims with k as a compact JWS with header {"alg","kid"} (no typ, like
+// Better Auth). extraHeader entries are added to the protected header.
+func (k *Key) Sign(claims map[string]any, extraHeader map[string]any) string {
+	payload, err := json.Marshal(claims)
+	must(err)
+	hdr := jws.NewHeaders()
+	must(hdr.Set(jws.KeyIDKey, k.KID))
+	for name, v := range extraHeader {
+		must(hdr.Set(name, v))
+	}
+	out, err := jws.Sign(payload, jws.WithKey(k.Alg, k.private, jws.WithProtectedHeaders(hdr)))
+	must(err)
+	return string(out)
+}
+
+// Forge builds a compact token from an arbitrary header and claims with the given
+// raw signature bytes: for alg=none, alg confusion and malformed-token tests.
+func Forge(header, claims map[string]any, sig []byte) string {
+	h, err := json.Marshal(header)
+	must(err)
+	c, err := json.Marshal(maps.Clone(claims))
+	must(err)
+	enc := base64.RawURLEncoding.EncodeToString
+	return fmt.Sprintf("%s.%s.%s", enc(h), enc(c), enc(sig))
+}
+
+func must(err error) {
+	if err != nil {
+		panic("tokentest: " + err.Error())
+	}
+}
+
+// JWK returns the public key as a jwk.Key (for a forged "jwk" header).
+func (k *Key) JWK() jwk.Key { return k.public }
