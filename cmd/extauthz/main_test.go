@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
+)
+
+const samples = "../../testdata/betterauth"
+
+func runCLI(args ...string) (int, string) {
+	var out, errOut bytes.Buffer
+	code := run(args, &out, &errOut)
+	return code, out.String() + errOut.String()
+}
+
+type sample struct {
+	dir     string
+	token   string
+	iat     int64
+	iss     string
+	uuid    string
+	kid     string
+	jwksURL string
+}
+
+func loadSample(t *testing.T, alg string) sample {
+	t.Helper()
+	dir := filepath.Join(samples, alg)
+	tok, err := os.ReadFile(filepath.Join(dir, "token.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Header  map[string]any `json:"header"`
+		Payload map[string]any `json:"payload"`
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "decoded.json"))
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	return sample{
+		dir: dir, token: strings.TrimSpace(string(tok)), iat: int64(d.Payload["iat"].(float64)),
+		iss: d.Payload["iss"].(string), uuid: d.Payload["uuid"].(string), kid: d.Header["kid"].(string),
+	}
+}
+
+func TestPolicyCheck(t *testing.T) {
+	if code, out := runCLI("policy", "check", "../../examples/policy.yaml"); code != 0 || !strings.Contains(out, "ok:") {
+		t.Fatalf("example policy: %d %s", code, out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("issuers: [{betterAuthURL: https://a}]\nrules: [{name: own, paths: ['/api/{id}'], owner: {param: user_id, claim: uuid}}]\n"), 0o600)
+	code, out := runCLI("policy", "check", bad)
+	if code != 1 || !strings.Contains(out, `rules[0] "own": owner.param`) {
+		t.Fatalf("bad policy: %d %s", code, out)
+	}
+}
+
+func TestVerifyJWKS(t *testing.T) {
+	body, _ := os.ReadFile(filepath.Join(samples, "ES512", "jwks.json"))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/api/auth/jwks", func(w http.ResponseWriter, _ *http.Request) { w.Write(body) })
+	mux.HandleFunc("/empty", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte(`{"keys":[]}`)) })
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	code, out := runCLI("verify-jwks", srv.URL+"/api/auth/jwks")
+	if code != 0 || !strings.Contains(out, "kd9Pd7Y75IxSRT2bABP75ekKxWNswfnH   EC   P-521      ES512") {
+		t.Fatalf("good jwks: %d\n%s", code, out)
+	}
+	for _, u := range []string{srv.URL + "/empty", srv.URL + "/missing", "http://auth.example.com/api/auth/jwks"} {
+		if code, out := runCLI("verify-jwks", u); code != 1 || !strings.Contains(out, "extauthz:") {
+			t.Errorf("%s: %d %s", u, code, out)
+		}
+	}
+	if code, _ := runCLI("verify-jwks"); code != 2 {
+		t.Errorf("no URL: exit %d, want 2", code)
+	}
+}
+
+func TestVerifyToken(t *testing.T) {
+	for _, alg := range []string{"EdDSA", "ES256", "ES512", "RS256", "PS256"} {
+		s := loadSample(t, alg)
+		jwks := filepath.Join(s.dir, "jwks.json")
+		code, out := runCLI("verify-token", "--jwks-file", jwks, "--token", s.token, "--issuer", s.iss, "--at", fmt.Sprint(s.iat))
+		if code != 0 || !strings.Contains(out, "valid: kid "+s.kid) || !strings.Contains(out, `"uuid":"`+s.uuid) {
+			t.Errorf("%s at iat: %d\n%s", alg, code, out)
+		}
+		code, out = runCLI("verify-token", "--jwks-file", jwks, "--token", s.token, "--issuer", s.iss)
+		if code != 1 || !strings.Contains(out, "reason: token_expired") {
+			t.Errorf("%s now: %d\n%s", alg, code, out)
+		}
+	}
+	s := loadSample(t, "EdDSA")
+	code, out := runCLI("verify-token", "--jwks-file", filepath.Join(s.dir, "jwks.json"), "--token", s.token, "--issuer", s.iss, "--audience", "https://api.example.com", "--at", fmt.Sprint(s.iat))
+	if code != 1 || !strings.Contains(out, "reason: audience_mismatch") {
+		t.Errorf("wrong audience: %d\n%s", code, out)
+	}
+	code, out = runCLI("verify-token", "--jwks-file", filepath.Join(samples, "ES256", "jwks.json"), "--token", s.token, "--at", fmt.Sprint(s.iat))
+	if code != 1 || !strings.Contains(out, "reason: unknown_kid") {
+		t.Errorf("other issuer's keys: %d\n%s", code, out)
+	}
+}
+
+func TestPolicyExplain(t *testing.T) {
+	s := loadSample(t, "EdDSA")
+	cfg := filepath.Join(t.TempDir(), "policy.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`issuers: [{betterAuthURL: %q}]
+rules:
+  - name: own-tasks
+    paths: ["/api/{user_id}/tasks"]
+    owner: { param: user_id, claim: uuid }
+`, s.iss)), 0o600)
+	args := []string{"policy", "explain", "--config", cfg, "--jwks-file", filepath.Join(s.dir, "jwks.json"), "--token", s.token, "--at", fmt.Sprint(s.iat)}
+	code, out := runCLI(append(args, "--path", "/api/"+strings.ToUpper(s.uuid)+"/tasks")...)
+	if code != 0 || !strings.Contains(out, "decision: ALLOW 200") || !strings.Contains(out, "set header: x-user-uuid: "+s.uuid) {
+		t.Fatalf("own tasks: %d\n%s", code, out)
+	}
+	code, out = runCLI(append(args, "--path", "/api/71c0e039-6d8d-5394-b9e9-ac347e061fd0/tasks")...)
+	if code != 0 || !strings.Contains(out, "decision: DENY 403") || !strings.Contains(out, "reason: owner_mismatch") {
+		t.Fatalf("other's tasks: %d\n%s", code, out)
+	}
+	code, out = runCLI("policy", "explain", "--config", cfg, "--path", "/api/x/../y/tasks")
+	if code != 0 || !strings.Contains(out, "reason: path_rejected") {
+		t.Fatalf("traversal: %d\n%s", code, out)
+	}
+}
+
+// TestServeBinary builds the real binary, serves with BETTER_AUTH_URL alone against
+// a JWKS endpoint, checks a token over gRPC, and stops it with SIGTERM.
+func TestServeBinary(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "extauthz")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	key := tokentest.NewKey(jwa.EdDSA, "k1")
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(tokentest.JWKS(key)) }))
+	defer jwks.Close()
+
+	ports := freePorts(t, 3)
+	cmd := exec.Command(bin, "serve", "--shutdown-delay", "500ms")
+	cmd.Env = append(os.Environ(), "BETTER_AUTH_URL="+jwks.URL,
+		"EXTAUTHZ_GRPC_ADDR="+ports[0], "EXTAUTHZ_HTTP_ADDR="+ports[1], "EXTAUTHZ_ADMIN_ADDR="+ports[2])
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	ready := func() int {
+		resp, err := http.Get("http://" + ports[2] + "/readyz")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for ready() != 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("never ready; logs:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	conn, err := grpc.NewClient(ports[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tok := key.Sign(tokentest.Claims(jwks.URL, "user1", "6639900d-cfe5-59ec-bd5c-e0e68598457e", time.Now()), nil)
+	check := func(auth string) *authv3.CheckResponse {
+		resp, err := authv3.NewAuthorizationClient(conn).Check(context.Background(), &authv3.CheckRequest{
+			Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+				Method: "GET", Path: "/anything", Headers: map[string]string{"authorization": auth},
+			}}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if r := check("Bearer " + tok); r.GetOkResponse() == nil {
+		t.Fatalf("valid token denied: %v\n%s", r, logs.String())
+	}
+	if r := check("Bearer " + tok + "x"); r.GetDeniedResponse().GetStatus().GetCode() != 401 {
+		t.Fatalf("tampered token: %v", r)
+	}
+
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	sawNotReady := false
+	for time.Since(start) < 400*time.Millisecond {
+		if c := ready(); c == 503 {
+			sawNotReady = true
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, logs.String())
+	}
+	if !sawNotReady {
+		t.Error("readiness did not turn false during the shutdown delay")
+	}
+	if strings.Contains(logs.String(), tok[:40]) {
+		t.Error("a token reached the logs")
+	}
+	if !strings.Contains(logs.String(), `"reason":"signature_invalid"`) {
+		t.Errorf("deny not logged with its reason:\n%s", logs.String())
+	}
+}
+
+func freePorts(t *testing.T, n int) []string {
+	t.Helper()
+	var out []string
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().String())
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return out
+}

@@ -1,0 +1,39 @@
+// Package enginetest builds engines with generated keys for the tests of the
+// packages around the engine (front doors, server, benchmarks).
+package enginetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+
+	"github.com/betterauth-extauthz/extauthz/internal/engine"
+	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
+	"github.com/betterauth-extauthz/extauthz/internal/metrics"
+	"github.com/betterauth-extauthz/extauthz/internal/policy"
+	"github.com/betterauth-extauthz/extauthz/internal/token"
+	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
+)
+
+// New compiles policyDoc and returns an engine whose issuers all trust one
+// generated EdDSA key (kid "k1"), with the clock fixed at now, and that key.
+func New(t testing.TB, policyDoc string, now time.Time, m *metrics.Set) (*engine.Engine, *tokentest.Key) {
+	t.Helper()
+	key := tokentest.NewKey(jwa.EdDSA, "k1")
+	keys, _, err := jwkscache.ParseSet(tokentest.JWKS(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.Load([]byte(policyDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := engine.BuildStatic(p, keys, token.WithClock(func() time.Time { return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := engine.New(m, nil)
+	e.Swap(snap)
+	return e, key
+}

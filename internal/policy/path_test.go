@@ -1,0 +1,110 @@
+package policy
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestCanonicalize(t *testing.T) {
+	ok := []struct{ in, want string }{
+		{"/", "/"},
+		{"/api/u1/tasks", "/api/u1/tasks"},
+		{"/api/u1/tasks?x=1&y=../..", "/api/u1/tasks"},
+		{"/api/%75%31/tasks", "/api/u1/tasks"},               // unreserved escapes decoded
+		{"/api/%7Eme/%2D%5F%2e%2E1", "/api/~me/-_..1"},        // unreserved incl. dots inside a segment
+		{"/a%20b/c", "/a%20b/c"},                             // reserved escapes kept
+		{"/a%3a/b", "/a%3A/b"},                               // ...in upper-case hex
+		{"/a%25/b", "/a%25/b"},                               // a literal percent stays escaped
+		{"/api//tasks", "/api//tasks"},                       // empty segments kept (and never bind)
+		{"/api/u1/tasks/", "/api/u1/tasks/"},                 // trailing slash kept
+		{"/.well-known/jwks.json", "/.well-known/jwks.json"}, // dots inside names are fine
+		{"/a...b/...", "/a...b/..."},                         // three dots is a name
+	}
+	for _, tc := range ok {
+		p, err := Canonicalize(tc.in)
+		if err != nil || p.Canonical != tc.want {
+			t.Errorf("Canonicalize(%q) = %q, %v; want %q", tc.in, p.Canonical, err, tc.want)
+		}
+		if err == nil && "/"+strings.Join(p.Segments, "/") != p.Canonical {
+			t.Errorf("Canonicalize(%q): segments %q do not rebuild %q", tc.in, p.Segments, p.Canonical)
+		}
+	}
+
+	bad := []struct {
+		in   string
+		want error
+	}{
+		{"", ErrPathNotAbsolute},
+		{"api/tasks", ErrPathNotAbsolute},
+		{"http://evil/api", ErrPathNotAbsolute},
+		{"*", ErrPathNotAbsolute},
+		{"/api/../admin", ErrPathDotSegment},
+		{"/api/./tasks", ErrPathDotSegment},
+		{"/api/u1/..", ErrPathDotSegment},
+		{"/..", ErrPathDotSegment},
+		{"/api/%2e%2e/admin", ErrPathDotSegment},
+		{"/api/%2E%2E/admin", ErrPathDotSegment},
+		{"/api/.%2e/admin", ErrPathDotSegment},
+		{"/api/%2e/admin", ErrPathDotSegment},
+		{"/api/u1%2F..%2Fu2/tasks", ErrPathEncodedSlash},
+		{"/api/u1%2fx/tasks", ErrPathEncodedSlash},
+		{"/api/u1%5Cx/tasks", ErrPathEncodedSlash},
+		{"/api/u1%5c..%5cu2", ErrPathEncodedSlash},
+		{"/api\\..\\admin", ErrPathBackslash},
+		{"/api/u1\x00/tasks", ErrPathControl},
+		{"/api/u1%00/tasks", ErrPathControl},
+		{"/api/u1%0d%0aX-Injected:1", ErrPathControl},
+		{"/api/u1\r\n", ErrPathControl},
+		{"/api/u1%7f", ErrPathControl},
+		{"/api/u1%", ErrPathBadEncoding},
+		{"/api/u1%4", ErrPathBadEncoding},
+		{"/api/u1%zz/tasks", ErrPathBadEncoding},
+		{"/api/u1;jsessionid=x/tasks", ErrPathSemicolon},
+		{"/api/..;/admin", ErrPathSemicolon},
+		{"/api/u1%3B/tasks", ErrPathSemicolon},
+		{"/api/\xc3\xa9", ErrPathNonASCII},
+		{"/api/u1#frag", ErrPathFragment},
+		{"/" + strings.Repeat("a", MaxPathLength), ErrPathTooLong},
+	}
+	for _, tc := range bad {
+		if _, err := Canonicalize(tc.in); !errors.Is(err, tc.want) {
+			t.Errorf("Canonicalize(%q) = %v, want %v", tc.in, err, tc.want)
+		}
+	}
+}
+
+func FuzzCanonicalize(f *testing.F) {
+	for _, s := range []string{"/api/u1/tasks", "/api/%2e%2e/x", "/a%2F", "/a//b?q", "/%", "/a;b", "/\\"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		p, err := Canonicalize(raw)
+		if err != nil {
+			return
+		}
+		// Whatever we accept is stable, rebuilds from its segments, and can no
+		// longer be read by a backend as a different path.
+		again, err := Canonicalize(p.Canonical)
+		if err != nil || again.Canonical != p.Canonical {
+			t.Fatalf("not idempotent: %q -> %q -> %q, %v", raw, p.Canonical, again.Canonical, err)
+		}
+		if "/"+strings.Join(p.Segments, "/") != p.Canonical {
+			t.Fatalf("segments %q do not rebuild %q", p.Segments, p.Canonical)
+		}
+		for _, s := range p.Segments {
+			if s == "." || s == ".." || strings.ContainsAny(s, "\\;?#") {
+				t.Fatalf("unsafe segment %q accepted from %q", s, raw)
+			}
+			lower := strings.ToLower(s)
+			if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(lower, "%2e") {
+				t.Fatalf("escape left in %q from %q", s, raw)
+			}
+			for i := 0; i < len(s); i++ {
+				if s[i] < 0x20 || s[i] >= 0x7f {
+					t.Fatalf("control or non-ASCII byte in %q from %q", s, raw)
+				}
+			}
+		}
+	})
+}

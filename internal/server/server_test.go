@@ -1,0 +1,139 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/betterauth-extauthz/extauthz/internal/engine/enginetest"
+	"github.com/betterauth-extauthz/extauthz/internal/metrics"
+	"github.com/betterauth-extauthz/extauthz/internal/server"
+	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
+)
+
+const doc = `
+issuers: [{betterAuthURL: https://auth.example.com}]
+rules:
+  - name: own-tasks
+    paths: ["/api/{user_id}/tasks"]
+    owner: { param: user_id, claim: uuid }
+`
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestServerLifecycle(t *testing.T) {
+	now := time.Now()
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	e, key := enginetest.New(t, doc, now, m)
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	srv, err := server.New(server.Config{
+		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		ShutdownDelay: 300 * time.Millisecond, ShutdownTimeout: 2 * time.Second,
+	}, e, m, reg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcAddr, httpAddr, adminAddr := srv.Addrs()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+
+	waitFor(t, func() bool { c, _ := get(t, "http://"+adminAddr+"/readyz"); return c == 200 })
+	if c, _ := get(t, "http://"+adminAddr+"/healthz"); c != 200 {
+		t.Fatalf("healthz %d", c)
+	}
+
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	waitFor(t, func() bool {
+		h, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+		return err == nil && h.GetStatus() == healthpb.HealthCheckResponse_SERVING
+	})
+
+	uuid := "6639900d-cfe5-59ec-bd5c-e0e68598457e"
+	tok := key.Sign(tokentest.Claims("https://auth.example.com", "u", uuid, now), nil)
+	resp, err := authv3.NewAuthorizationClient(conn).Check(context.Background(), &authv3.CheckRequest{
+		Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Path: "/api/" + uuid + "/tasks", Headers: map[string]string{"authorization": "Bearer " + tok},
+		}}},
+	})
+	if err != nil || resp.GetOkResponse() == nil {
+		t.Fatalf("grpc check: %v %v", resp, err)
+	}
+	req, _ := http.NewRequest("GET", "http://"+httpAddr+"/envoy/api/"+uuid+"/tasks", nil)
+	hr, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr.Body.Close()
+	if hr.StatusCode != 401 {
+		t.Fatalf("http check without token: %d", hr.StatusCode)
+	}
+
+	_, body := get(t, "http://"+adminAddr+"/metrics")
+	for _, want := range []string{
+		`extauthz_decisions_total{decision="allow",reason="",rule="own-tasks"} 1`,
+		`extauthz_decisions_total{decision="deny",reason="token_missing",rule="own-tasks"} 1`,
+		`extauthz_check_duration_seconds_count{transport="grpc"} 1`,
+		`extauthz_check_duration_seconds_count{transport="http"} 1`,
+		`extauthz_ready 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(body, uuid) || strings.Contains(body, tok[:20]) {
+		t.Error("metrics contain a user id or token")
+	}
+
+	// Shutdown: readiness goes false first, while the servers still answer.
+	cancel()
+	waitFor(t, func() bool { c, _ := get(t, "http://"+adminAddr+"/readyz"); return c == 503 })
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		done <- nil
+	case <-time.After(5 * time.Second):
+		t.Fatal("server did not stop")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
