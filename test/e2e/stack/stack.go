@@ -1,0 +1,127 @@
+package stack
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Stack is the whole chain: Better Auth → (Envoy | nginx) → extauthz → FastAPI.
+type Stack struct {
+	// BetterAuth issues the users' tokens.
+	BetterAuth *BetterAuth
+	// Foreign is a second Better Auth that is a configured issuer, but whose tokens
+	// carry the wrong audience and expire in 2 s (for the 401 scenarios).
+	Foreign *BetterAuth
+	// Backend is the FastAPI example; Recorder sits in front of it.
+	Backend  *Proc
+	Recorder *Recorder
+	Extauthz *Extauthz
+	Envoy    *Envoy
+	Nginx    *Nginx
+
+	procs []*Proc
+}
+
+// Policy returns the end-to-end policy for the given Better Auth URLs: the first is
+// the main issuer, the second one expects the audience https://api.example.com.
+func Policy(main, foreign string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "issuers:\n  - betterAuthURL: %s\n", main)
+	if foreign != "" {
+		fmt.Fprintf(&b, "  - betterAuthURL: %s\n    audiences: [\"https://api.example.com\"]\n", foreign)
+	}
+	b.WriteString(`identity:
+  headers: { x-user-id: sub, x-user-uuid: uuid, x-user-email: email }
+rules:
+  - name: health
+    paths: ["/healthz"]
+    public: true
+  - name: own-tasks
+    methods: [GET, POST, PUT, PATCH, DELETE]
+    paths: ["/api/{user_id}/tasks", "/api/{user_id}/tasks/**"]
+    owner: { param: user_id, claim: uuid }
+default: deny
+cors: { allowPreflight: true }
+leeway: 1s
+`)
+	return b.String()
+}
+
+// Up starts the stack in dir. With foreign, it also starts the second Better Auth.
+func Up(t Tools, dir string, foreign bool) (s *Stack, err error) {
+	s = &Stack{}
+	defer func() {
+		if err != nil {
+			s.Down()
+		}
+	}()
+	type result struct {
+		ba  *BetterAuth
+		err error
+	}
+	// Better Auth takes a second or two to start: start both at once.
+	mainc, foreignc := make(chan result, 1), make(chan result, 1)
+	go func() {
+		ba, err := StartBetterAuth(t, dir, "better-auth", BetterAuthOptions{})
+		mainc <- result{ba, err}
+	}()
+	go func() {
+		if !foreign {
+			foreignc <- result{}
+			return
+		}
+		ba, err := StartBetterAuth(t, dir, "better-auth-foreign", BetterAuthOptions{Expiration: "2s", Audience: "https://wrong.example.com"})
+		foreignc <- result{ba, err}
+	}()
+	api, apiAddr, apiErr := StartFastAPI(t, dir, "fastapi")
+	m, f := <-mainc, <-foreignc
+	for _, r := range []result{m, f} {
+		if r.ba != nil {
+			s.procs = append(s.procs, r.ba.Proc)
+		}
+	}
+	if api != nil {
+		s.procs = append(s.procs, api)
+	}
+	if m.err != nil {
+		return s, m.err
+	}
+	if f.err != nil {
+		return s, f.err
+	}
+	if apiErr != nil {
+		return s, apiErr
+	}
+	s.BetterAuth, s.Foreign, s.Backend = m.ba, f.ba, api
+
+	if s.Recorder, err = StartRecorder(apiAddr); err != nil {
+		return s, err
+	}
+	foreignURL := ""
+	if s.Foreign != nil {
+		foreignURL = s.Foreign.URL
+	}
+	if s.Extauthz, err = StartExtauthz(t, dir, "extauthz", Policy(s.BetterAuth.URL, foreignURL)); err != nil {
+		return s, err
+	}
+	s.procs = append(s.procs, s.Extauthz.Proc)
+	if s.Envoy, err = StartEnvoy(t, dir, "envoy", s.Extauthz.GRPC, s.Recorder.Addr); err != nil {
+		return s, err
+	}
+	s.procs = append(s.procs, s.Envoy.Proc)
+	if s.Nginx, err = StartNginx(t, dir, "nginx", s.Extauthz.HTTP, s.Recorder.Addr); err != nil {
+		return s, err
+	}
+	s.procs = append(s.procs, s.Nginx.Proc)
+	return s, nil
+}
+
+// Down stops everything Up started, proxies first.
+func (s *Stack) Down() {
+	for i := len(s.procs) - 1; i >= 0; i-- {
+		s.procs[i].Stop()
+	}
+	if s.Recorder != nil {
+		s.Recorder.Close()
+	}
+}
