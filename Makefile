@@ -10,12 +10,12 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 CACHE    ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/extauthz
 FUZZTIME ?= 10s
 
-.PHONY: build test lint unit fuzz bench demo clean
+.PHONY: build test lint unit fuzz e2e bench demo clean
 
 build: ## the extauthz binary, static
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/extauthz ./cmd/extauthz
 
-test: lint unit fuzz ## everything CI runs
+test: lint unit fuzz e2e ## everything CI runs
 
 lint: ## gofmt and go vet must be clean
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -23,17 +23,22 @@ lint: ## gofmt and go vet must be clean
 	$(GO) vet ./...
 
 unit: ## unit and component tests, with the race detector
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
 
 fuzz: ## a short fuzzing run of the token parser and the path canonicaliser
 	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME) ./internal/token
 	$(GO) test -run='^$$' -fuzz='^FuzzCanonicalize$$' -fuzztime=$(FUZZTIME) ./internal/policy
 
+e2e: ## the whole chain with real Better Auth, Envoy, nginx, FastAPI and PostgreSQL (installs them)
+	env_file=$$(mktemp); hack/e2e-env.sh > "$$env_file"; source "$$env_file"; rm -f "$$env_file"; \
+	$(GO) test -count=1 -v -timeout 15m ./test/e2e/ 2>&1 | grep -Ev '^=== (RUN|PAUSE|CONT)'
+
 bench: ## Check-path micro-benchmarks (warm and cold tokens), with allocations
 	$(GO) test -run='^$$' -bench=. -benchmem -count=5 ./internal/engine/
 
-demo:
-	@echo "make demo arrives with the end-to-end stack (issue 4). Meanwhile: make build && BETTER_AUTH_URL=http://127.0.0.1:3000 bin/extauthz serve"
+demo: ## Better Auth + extauthz + Envoy + nginx + FastAPI, two users, a transcript; DEMO_FLAGS=-stop to end at once
+	@env_file=$$(mktemp); hack/e2e-env.sh > "$$env_file"; source "$$env_file"; rm -f "$$env_file"; \
+	$(GO) run ./test/e2e/demo $(DEMO_FLAGS)
 
 clean:
 	rm -rf bin

@@ -33,6 +33,19 @@ if [[ ! -d "$ba/node_modules/better-auth" ]]; then
 fi
 cp "$ba_src/server.mjs" "$ba/"
 
+# Node: the user-facing Better Auth example (PostgreSQL), type-checked and compiled.
+ex_src="$root/examples/better-auth"
+ex="$CACHE/example-better-auth-$(hash_of "$ex_src/package-lock.json")"
+if [[ ! -x "$ex/node_modules/.bin/tsc" ]]; then
+  log "npm ci in $ex"
+  rm -rf "$ex" && mkdir -p "$ex"
+  cp "$ex_src/package.json" "$ex_src/package-lock.json" "$ex/"
+  (cd "$ex" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
+fi
+# Always compile the current sources (and so type-check them with tsc).
+rm -rf "$ex/dist" && cp "$ex_src"/*.ts "$ex_src/tsconfig.json" "$ex_src/schema.sql" "$ex/"
+(cd "$ex" && node_modules/.bin/tsc -p . >&2)
+
 # Debian: nginx with auth_request (nginx-light), PostgreSQL for the example.
 if ! command -v nginx >/dev/null; then
   log "apt-get install nginx-light"
@@ -58,4 +71,5 @@ export E2E_NODE=$(command -v node)
 export E2E_BETTERAUTH_DIR=$ba
 export E2E_EXAMPLES=$root/examples
 export E2E_PGBIN=$pgbin
+export E2E_EXAMPLE_BETTERAUTH=$ex
 ENV

@@ -8,15 +8,25 @@ only reads them. Never expose this app without the proxy in front of it.
 Run: uvicorn app:app --host 127.0.0.1 --port 8000
 """
 
+import os
 from dataclasses import dataclass
 from itertools import count
 from threading import Lock
 from uuid import UUID
 
 from fastapi import Depends, FastAPI, Header, HTTPException
+from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel
 
 app = FastAPI(title="tasks")
+# Browsers send a CORS preflight (OPTIONS, no token) before cross-origin API calls;
+# extauthz lets it through (cors.allowPreflight) and this answers it.
+app.add_middleware(
+    CORSMiddleware,
+    allow_origins=os.environ.get("CORS_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000").split(","),
+    allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+    allow_headers=["Authorization", "Content-Type"],
+)
 
 
 @dataclass(frozen=True)

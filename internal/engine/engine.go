@@ -162,7 +162,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 		if !errors.As(err, &re) {
 			re = reason.Wrap(reason.TokenMalformed, "unclassified verification error", err)
 		}
-		return deny(re.Code, re.Error(), ruleName, re.Code != reason.TokenMissing)
+		return deny(re.Code, re.Message(), ruleName, re.Code != reason.TokenMissing)
 	}
 	if rule != nil {
 		if code, detail := rule.Authorize(claims.Map, preq, params); code != "" {
