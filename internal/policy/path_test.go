@@ -12,7 +12,7 @@ func TestCanonicalize(t *testing.T) {
 		{"/api/u1/tasks", "/api/u1/tasks"},
 		{"/api/u1/tasks?x=1&y=../..", "/api/u1/tasks"},
 		{"/api/%75%31/tasks", "/api/u1/tasks"},               // unreserved escapes decoded
-		{"/api/%7Eme/%2D%5F%2e%2E1", "/api/~me/-_..1"},        // unreserved incl. dots inside a segment
+		{"/api/%7Eme/%2D%5F%2e%2E1", "/api/~me/-_..1"},       // unreserved incl. dots inside a segment
 		{"/a%20b/c", "/a%20b/c"},                             // reserved escapes kept
 		{"/a%3a/b", "/a%3A/b"},                               // ...in upper-case hex
 		{"/a%25/b", "/a%25/b"},                               // a literal percent stays escaped

@@ -136,7 +136,7 @@ func TestMatch(t *testing.T) {
 		{"DELETE", "x", "/api/u1/tasks/7", "own-tasks", Params{{"user_id", "u1"}}},
 		{"GET", "x", "/api/u1/tasks/7/notes/", "own-tasks", Params{{"user_id", "u1"}}},
 		{"HEAD", "x", "/api/u1/tasks", "", nil}, // method not listed
-		{"GET", "x", "/api//tasks", "", nil},   // empty segment never binds
+		{"GET", "x", "/api//tasks", "", nil},    // empty segment never binds
 		{"GET", "x", "/api/u1/task", "", nil},
 		{"GET", "api.example.com", "/admin", "admin", nil}, // ** matches nothing too
 		{"GET", "API.example.com:8443", "/admin/users", "admin", nil},
