@@ -10,7 +10,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 CACHE    ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/extauthz
 FUZZTIME ?= 10s
 
-.PHONY: build test lint unit fuzz e2e bench demo clean
+.PHONY: build test lint unit k8s-tools fuzz e2e bench demo clean
 
 build: ## the extauthz binary, static
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/extauthz ./cmd/extauthz
@@ -22,8 +22,12 @@ lint: ## gofmt and go vet must be clean
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-unit: ## unit and component tests, with the race detector
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+unit: ## unit and component tests, with the race detector (builds kube-apiserver + etcd once for internal/k8s)
+	assets=$$(hack/k8s-tools.sh); \
+	KUBEBUILDER_ASSETS="$$assets" $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+
+k8s-tools: ## kube-apiserver, etcd and kubectl v1.37.2 from the Go module proxy, cached
+	hack/k8s-tools.sh
 
 fuzz: ## a short fuzzing run of the token parser and the path canonicaliser
 	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME) ./internal/token

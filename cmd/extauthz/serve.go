@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -16,8 +17,9 @@ import (
 
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
 	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
+	"github.com/betterauth-extauthz/extauthz/internal/k8s"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
-	"github.com/betterauth-extauthz/extauthz/internal/policy"
+	"github.com/betterauth-extauthz/extauthz/internal/reload"
 	"github.com/betterauth-extauthz/extauthz/internal/server"
 )
 
@@ -25,7 +27,10 @@ func cmdServe(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		cfgFile       = fs.String("config", "", "policy file (YAML)")
+		cfgFile       = fs.String("config", "", "policy file (YAML), watched for changes")
+		cmRef         = fs.String("policy-configmap", "", "NAMESPACE/NAME of a ConfigMap holding the policy, watched through the API server")
+		cmKey         = fs.String("policy-key", k8s.DefaultKey, "key of the policy in the ConfigMap")
+		kubeconfig    = fs.String("kubeconfig", "", "kubeconfig for --policy-configmap (default: in-cluster service account)")
 		grpcAddr      = fs.String("grpc-addr", ":9001", "Envoy ext_authz gRPC listen address")
 		httpAddr      = fs.String("http-addr", ":9002", "HTTP check listen address (Envoy HTTP, nginx, Traefik)")
 		adminAddr     = fs.String("admin-addr", ":9003", "admin listen address (/healthz, /readyz, /metrics)")
@@ -47,15 +52,9 @@ func cmdServe(args []string, stderr io.Writer) error {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 
-	doc, source, err := policySource(*cfgFile)
-	if err != nil {
-		return err
+	if *cfgFile != "" && *cmRef != "" {
+		return usageErr("give --config or --policy-configmap, not both")
 	}
-	p, err := policy.Load(doc)
-	if err != nil {
-		return fmt.Errorf("%s: %w", source, err)
-	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
@@ -63,15 +62,41 @@ func cmdServe(args []string, stderr io.Writer) error {
 	m := metrics.New(reg)
 	m.BuildInfo(version, runtime.Version())
 	pool := jwkscache.NewPool(ctx, m)
+	// The engine starts with no policy: until one is applied it is not ready and
+	// denies everything.
 	e := engine.New(m, log)
-	snap, caches, err := engine.Build(p, pool, log)
-	if err != nil {
-		return fmt.Errorf("%s: %w", source, err)
+	r := &reload.Reloader{Engine: e, Pool: pool, Metrics: m, Log: log}
+
+	var startSource func() error
+	switch {
+	case *cmRef != "":
+		ns, name, ok := strings.Cut(*cmRef, "/")
+		if !ok || ns == "" || name == "" {
+			return usageErr("--policy-configmap wants NAMESPACE/NAME, got %q", *cmRef)
+		}
+		cfg, err := k8s.RESTConfig(*kubeconfig)
+		if err != nil {
+			return fmt.Errorf("kubernetes config: %w", err)
+		}
+		w := &k8s.Watcher{Namespace: ns, Name: name, Key: *cmKey, Reloader: r, Log: log}
+		startSource = func() error {
+			go func() {
+				if err := w.Run(ctx, cfg); err != nil {
+					log.Error("policy ConfigMap watch ended", "error", err.Error())
+				}
+			}()
+			return nil
+		}
+	case *cfgFile != "":
+		startSource = func() error { return r.WatchFile(ctx, *cfgFile) }
+	case os.Getenv("BETTER_AUTH_URL") != "":
+		startSource = func() error {
+			_, _, err := r.Apply(ctx, "env:BETTER_AUTH_URL", DefaultPolicy(os.Getenv("BETTER_AUTH_URL")))
+			return err
+		}
+	default:
+		return usageErr("give --config FILE, --policy-configmap NAMESPACE/NAME, or set BETTER_AUTH_URL")
 	}
-	pool.Retain(caches)
-	e.Swap(snap)
-	m.PolicyApplied(source, p.Hash)
-	log.Info("policy loaded", "source", source, "hash", p.Hash, "issuers", len(p.Issuers), "rules", len(p.Rules))
 
 	srv, err := server.New(server.Config{
 		GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, AdminAddr: *adminAddr, Realm: *realm,
@@ -80,24 +105,14 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// Readiness stays false until every issuer's first JWKS fetch has answered.
-	return srv.Run(ctx)
-}
-
-// policySource returns the policy document: the --config file, or one derived from
-// BETTER_AUTH_URL when no file is given.
-func policySource(file string) ([]byte, string, error) {
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil, "", fmt.Errorf("reading policy: %w", err)
+	// Serve at once (liveness); readiness stays false until a policy is in force and
+	// every issuer's first JWKS fetch has answered.
+	go func() {
+		if err := startSource(); err != nil {
+			log.Error("policy source", "error", err.Error())
 		}
-		return b, "file:" + file, nil
-	}
-	if u := os.Getenv("BETTER_AUTH_URL"); u != "" {
-		return DefaultPolicy(u), "env:BETTER_AUTH_URL", nil
-	}
-	return nil, "", usageErr("give --config FILE (or EXTAUTHZ_CONFIG), or set BETTER_AUTH_URL")
+	}()
+	return srv.Run(ctx)
 }
 
 // DefaultPolicy is the policy BETTER_AUTH_URL alone stands for: that issuer, every

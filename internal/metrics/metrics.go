@@ -180,3 +180,8 @@ func (s *Set) JWKSKeysGauge(issuer string) prometheus.Gauge {
 func (s *Set) RefetchSuppressedCounter(issuer string) prometheus.Counter {
 	return s.jwksSuppressed.WithLabelValues(issuer)
 }
+
+// PolicyReloadCounter exposes the reload counter of one source and result (for tests).
+func (s *Set) PolicyReloadCounter(source, result string) prometheus.Counter {
+	return s.policyReloads.WithLabelValues(source, result)
+}

@@ -1,0 +1,376 @@
+package k8s_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/betterauth-extauthz/extauthz/internal/engine"
+	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
+	"github.com/betterauth-extauthz/extauthz/internal/k8s"
+	"github.com/betterauth-extauthz/extauthz/internal/metrics"
+	"github.com/betterauth-extauthz/extauthz/internal/reload"
+	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
+)
+
+var (
+	admin   *rest.Config
+	cs      *kubernetes.Clientset
+	jwksURL string
+	nsSeq   atomic.Int64
+)
+
+// TestMain starts a real kube-apiserver and etcd (built from the Go module proxy by
+// hack/k8s-tools.sh; `make unit` sets KUBEBUILDER_ASSETS).
+func TestMain(m *testing.M) {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		fmt.Fprintln(os.Stderr, "internal/k8s: KUBEBUILDER_ASSETS is not set; run `make unit` (it builds kube-apiserver and etcd) or export KUBEBUILDER_ASSETS=$(hack/k8s-tools.sh)")
+		os.Exit(1)
+	}
+	key := tokentest.NewKey(jwa.EdDSA, "k1")
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(tokentest.JWKS(key)) }))
+	jwksURL = jwks.URL
+	env := &envtest.Environment{}
+	start := time.Now()
+	cfg, err := env.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "envtest:", err)
+		os.Exit(1)
+	}
+	fmt.Fprintf(os.Stderr, "internal/k8s: kube-apiserver and etcd up in %s\n", time.Since(start).Round(time.Millisecond))
+	admin = cfg
+	cs = kubernetes.NewForConfigOrDie(cfg)
+	code := m.Run()
+	_ = env.Stop()
+	jwks.Close()
+	os.Exit(code)
+}
+
+// policy version gen: one public rule and one identity header, both named after
+// gen, so a decision shows which version (and whether one whole version) made it.
+func policy(gen int) string {
+	return fmt.Sprintf(`issuers: [{betterAuthURL: %s}]
+identity: {headers: {x-gen-%d: sub}}
+rules: [{name: gen-%d, paths: [/probe], public: true}]
+`, jwksURL, gen, gen)
+}
+
+// tightened: /probe needs a token now.
+func tightened(gen int) string {
+	return strings.Replace(policy(gen), ", public: true", "", 1)
+}
+
+const invalid = "issuers: [{betterAuthURL: https://a}]\nrules: [{name: x, paths: [/probe], when: 'claims.role =='}]\n"
+
+func namespace(t *testing.T) string {
+	t.Helper()
+	ns := fmt.Sprintf("t%d", nsSeq.Add(1))
+	if _, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+func putPolicy(t *testing.T, ns, name, doc string) {
+	t.Helper()
+	ctx := context.Background()
+	cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{k8s.DefaultKey: doc},
+		}, metav1.CreateOptions{})
+	} else if err == nil {
+		cm.Data = map[string]string{k8s.DefaultKey: doc}
+		_, err = cs.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+type instance struct {
+	e       *engine.Engine
+	r       *reload.Reloader
+	m       *metrics.Set
+	stop    context.CancelFunc
+	stopped chan struct{}
+}
+
+// watch runs a fresh engine + watcher (a "replica") on ns/name as cfg's user.
+func watch(t *testing.T, cfg *rest.Config, ns, name string) *instance {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	m := metrics.New(prometheus.NewRegistry())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	e := engine.New(m, log)
+	r := &reload.Reloader{Engine: e, Pool: jwkscache.NewPool(ctx, m), Metrics: m, Log: log}
+	in := &instance{e: e, r: r, m: m, stop: cancel, stopped: make(chan struct{})}
+	w := &k8s.Watcher{Namespace: ns, Name: name, Reloader: r, Log: log}
+	go func() {
+		defer close(in.stopped)
+		if err := w.Run(ctx, cfg); err != nil {
+			t.Error(err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-in.stopped })
+	return in
+}
+
+func (in *instance) probe() engine.Decision {
+	return in.e.Decide(context.Background(), &engine.Request{Method: "GET", Path: "/probe"})
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func events(t *testing.T, ns, name, reason string) []corev1.Event {
+	t.Helper()
+	list, err := cs.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{
+		FieldSelector: "involvedObject.name=" + name + ",reason=" + reason,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
+func TestTighteningTakesEffectWithin2s(t *testing.T) {
+	ns := namespace(t)
+	putPolicy(t, ns, "policy", policy(1))
+	in := watch(t, admin, ns, "policy")
+	waitFor(t, "ready", 10*time.Second, func() bool { return in.e.Ready() && in.probe().Allow })
+
+	var took []time.Duration
+	for i := range 5 {
+		doc := tightened(i + 2)
+		if i%2 == 1 {
+			doc = policy(i + 2)
+		}
+		start := time.Now()
+		putPolicy(t, ns, "policy", doc)
+		want := i%2 == 1
+		waitFor(t, "update applied", 2*time.Second, func() bool { return in.probe().Allow == want })
+		took = append(took, time.Since(start))
+	}
+	t.Logf("ConfigMap update to changed decision (5 updates): %v", took)
+	waitFor(t, "PolicyApplied event", 5*time.Second, func() bool { return len(events(t, ns, "policy", k8s.ReasonApplied)) > 0 })
+}
+
+func TestInvalidUpdateIsRefused(t *testing.T) {
+	ns := namespace(t)
+	putPolicy(t, ns, "policy", policy(1))
+	in := watch(t, admin, ns, "policy")
+	waitFor(t, "ready", 10*time.Second, func() bool { return in.probe().Allow })
+	hash := in.r.Hash()
+
+	putPolicy(t, ns, "policy", invalid)
+	waitFor(t, "PolicyRejected event", 5*time.Second, func() bool { return len(events(t, ns, "policy", k8s.ReasonRejected)) > 0 })
+	ev := events(t, ns, "policy", k8s.ReasonRejected)[0]
+	if ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Message, `rules[0] "x": when`) {
+		t.Fatalf("event %s: %q", ev.Type, ev.Message)
+	}
+	if got := testutil.ToFloat64(in.m.PolicyReloadCounter("configmap:"+ns+"/policy", "rejected")); got != 1 {
+		t.Fatalf("rejected counter %v", got)
+	}
+	if d := in.probe(); !d.Allow || d.Rule != "gen-1" || in.r.Hash() != hash {
+		t.Fatalf("old policy not in force: %+v", d)
+	}
+
+	// A ConfigMap without the policy key is refused the same way.
+	cm, _ := cs.CoreV1().ConfigMaps(ns).Get(context.Background(), "policy", metav1.GetOptions{})
+	cm.Data = map[string]string{"other.yaml": "x"}
+	if _, err := cs.CoreV1().ConfigMaps(ns).Update(context.Background(), cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "second rejection", 5*time.Second, func() bool {
+		return testutil.ToFloat64(in.m.PolicyReloadCounter("configmap:"+ns+"/policy", "rejected")) == 2
+	})
+	if !in.probe().Allow {
+		t.Fatal("missing key changed decisions")
+	}
+
+	// Deleting the ConfigMap keeps the last policy: never allow-all, never deny-all.
+	if err := cs.CoreV1().ConfigMaps(ns).Delete(context.Background(), "policy", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "PolicyDeleted event", 5*time.Second, func() bool { return len(events(t, ns, "policy", k8s.ReasonDeleted)) > 0 })
+	if d := in.probe(); !d.Allow || d.Rule != "gen-1" {
+		t.Fatalf("after delete: %+v", d)
+	}
+}
+
+// TestBurst: 50 updates in a row (some invalid) while Checks run concurrently. Every
+// decision must come from one whole policy version, versions only move forward, and
+// the last valid update ends in force.
+func TestBurst(t *testing.T) {
+	ns := namespace(t)
+	putPolicy(t, ns, "policy", policy(0))
+	in := watch(t, admin, ns, "policy")
+	waitFor(t, "ready", 10*time.Second, func() bool { return in.probe().Allow })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var checks, mixed, backwards atomic.Int64
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			last := -1
+			for ctx.Err() == nil {
+				d := in.probe()
+				checks.Add(1)
+				var rule, hdr int
+				fmt.Sscanf(d.Rule, "gen-%d", &rule)
+				if len(d.Remove) != 1 {
+					mixed.Add(1)
+					continue
+				}
+				fmt.Sscanf(d.Remove[0], "x-gen-%d", &hdr)
+				if rule != hdr || !d.Allow {
+					mixed.Add(1)
+				}
+				if rule < last {
+					backwards.Add(1)
+				}
+				last = rule
+			}
+		}()
+	}
+	lastValid := 0
+	for gen := 1; gen <= 50; gen++ {
+		if gen%7 == 0 {
+			putPolicy(t, ns, "policy", invalid)
+			continue
+		}
+		putPolicy(t, ns, "policy", policy(gen))
+		lastValid = gen
+	}
+	waitFor(t, "last valid version in force", 10*time.Second, func() bool { return in.probe().Rule == fmt.Sprintf("gen-%d", lastValid) })
+	time.Sleep(200 * time.Millisecond) // let the checkers see the final state too
+	cancel()
+	wg.Wait()
+	t.Logf("burst: 50 updates (7 invalid), %d concurrent checks, %d mixed, %d backwards", checks.Load(), mixed.Load(), backwards.Load())
+	if mixed.Load() != 0 || backwards.Load() != 0 {
+		t.Fatalf("%d decisions from a mixed policy, %d that went backwards", mixed.Load(), backwards.Load())
+	}
+}
+
+func TestRestart(t *testing.T) {
+	ns := namespace(t)
+	putPolicy(t, ns, "policy", policy(1))
+	in := watch(t, admin, ns, "policy")
+	waitFor(t, "ready with a valid ConfigMap", 10*time.Second, func() bool { return in.e.Ready() })
+
+	putPolicy(t, ns, "policy", invalid)
+	in2 := watch(t, admin, ns, "policy") // a replica starting now
+	waitFor(t, "rejection seen", 10*time.Second, func() bool {
+		return testutil.ToFloat64(in2.m.PolicyReloadCounter("configmap:"+ns+"/policy", "rejected")) == 1
+	})
+	if in2.e.Ready() {
+		t.Fatal("ready without a valid policy")
+	}
+	if d := in2.probe(); d.Allow || d.Reason != "not_ready" {
+		t.Fatalf("decision without a valid policy: %+v", d)
+	}
+}
+
+// TestShippedRoleIsEnoughAndNoMore applies deploy/kustomize/base/rbac.yaml and runs
+// the watcher as that service account, then checks what else it may do.
+func TestShippedRoleIsEnoughAndNoMore(t *testing.T) {
+	ns := namespace(t)
+	ctx := context.Background()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "kustomize", "base", "rbac.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		var meta metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatal(err)
+		}
+		switch meta.Kind {
+		case "ServiceAccount":
+			var o corev1.ServiceAccount
+			mustYAML(t, doc, &o)
+			_, err = cs.CoreV1().ServiceAccounts(ns).Create(ctx, &o, metav1.CreateOptions{})
+		case "Role":
+			var o rbacv1.Role
+			mustYAML(t, doc, &o)
+			_, err = cs.RbacV1().Roles(ns).Create(ctx, &o, metav1.CreateOptions{})
+		case "RoleBinding":
+			var o rbacv1.RoleBinding
+			mustYAML(t, doc, &o)
+			_, err = cs.RbacV1().RoleBindings(ns).Create(ctx, &o, metav1.CreateOptions{})
+		default:
+			t.Fatalf("unexpected kind %q in rbac.yaml", meta.Kind)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	putPolicy(t, ns, "extauthz-policy", policy(1))
+	putPolicy(t, ns, "other", policy(2))
+
+	sa := rest.CopyConfig(admin)
+	sa.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":extauthz"}
+	in := watch(t, sa, ns, "extauthz-policy")
+	waitFor(t, "policy applied as the service account", 10*time.Second, func() bool { return in.probe().Allow })
+	putPolicy(t, ns, "extauthz-policy", tightened(3))
+	waitFor(t, "update seen as the service account", 5*time.Second, func() bool { return !in.probe().Allow })
+	waitFor(t, "events written as the service account", 5*time.Second, func() bool { return len(events(t, ns, "extauthz-policy", k8s.ReasonApplied)) > 0 })
+
+	saCS := kubernetes.NewForConfigOrDie(sa)
+	forbidden := map[string]error{}
+	_, forbidden["get another ConfigMap"] = saCS.CoreV1().ConfigMaps(ns).Get(ctx, "other", metav1.GetOptions{})
+	_, forbidden["list all ConfigMaps"] = saCS.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+	_, forbidden["watch all ConfigMaps"] = saCS.CoreV1().ConfigMaps(ns).Watch(ctx, metav1.ListOptions{})
+	cm, _ := cs.CoreV1().ConfigMaps(ns).Get(ctx, "extauthz-policy", metav1.GetOptions{})
+	_, forbidden["update its ConfigMap"] = saCS.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{})
+	forbidden["delete its ConfigMap"] = saCS.CoreV1().ConfigMaps(ns).Delete(ctx, "extauthz-policy", metav1.DeleteOptions{})
+	_, forbidden["list Secrets"] = saCS.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+	_, forbidden["get the ConfigMap in another namespace"] = saCS.CoreV1().ConfigMaps("default").Get(ctx, "extauthz-policy", metav1.GetOptions{})
+	_, forbidden["list Events"] = saCS.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+	for what, err := range forbidden {
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("%s: %v, want Forbidden", what, err)
+		}
+	}
+}
+
+func mustYAML(t *testing.T, doc string, into any) {
+	t.Helper()
+	if err := yaml.UnmarshalStrict([]byte(doc), into); err != nil {
+		t.Fatal(err)
+	}
+}
