@@ -141,4 +141,3 @@ func orNone(h string) string {
 	}
 	return h
 }
-

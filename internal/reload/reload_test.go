@@ -182,7 +182,9 @@ func TestWatchFileFollowsKubeletSwap(t *testing.T) {
 	t.Logf("kubelet-style swap applied after %s", time.Since(start).Round(time.Millisecond))
 
 	kubeletWrite(t, dir, "issuers: [{betterAuthURL: not a url}]", 3)
-	waitFor(t, func() bool { return testutil.ToFloat64(m.PolicyReloadCounter("file:"+filepath.Join(dir, "policy.yaml"), "rejected")) == 1 })
+	waitFor(t, func() bool {
+		return testutil.ToFloat64(m.PolicyReloadCounter("file:"+filepath.Join(dir, "policy.yaml"), "rejected")) == 1
+	})
 	if decide(e, "").Allow {
 		t.Fatal("invalid update changed decisions")
 	}
@@ -201,4 +203,3 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
-
