@@ -10,12 +10,12 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 CACHE    ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/extauthz
 FUZZTIME ?= 10s
 
-.PHONY: build test lint unit k8s-tools fuzz e2e bench demo clean
+.PHONY: build test lint unit deploy-test k8s-tools fuzz e2e bench demo clean
 
 build: ## the extauthz binary, static
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/extauthz ./cmd/extauthz
 
-test: lint unit fuzz e2e ## everything CI runs
+test: lint unit fuzz deploy-test e2e ## everything CI runs
 
 lint: ## gofmt and go vet must be clean
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -24,7 +24,11 @@ lint: ## gofmt and go vet must be clean
 
 unit: ## unit and component tests, with the race detector (builds kube-apiserver + etcd once for internal/k8s)
 	assets=$$(hack/k8s-tools.sh); \
-	KUBEBUILDER_ASSETS="$$assets" $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+	KUBEBUILDER_ASSETS="$$assets" $(GO) test -race -count=1 $$($(GO) list ./... | grep -Ev '/test/e2e|/deploy$$')
+
+deploy-test: ## Helm chart, kustomize, Dockerfile, dashboard and alerts, against a real kube-apiserver
+	env_file=$$(mktemp); hack/deploy-env.sh > "$$env_file"; source "$$env_file"; rm -f "$$env_file"; \
+	$(GO) test -count=1 -v ./deploy/ 2>&1 | grep -Ev '^=== (RUN|PAUSE|CONT)|^        [a-z.]+/[a-z0-9-]+ (created|configured) \(server dry run\)$$'
 
 k8s-tools: ## kube-apiserver, etcd and kubectl v1.37.2 from the Go module proxy, cached
 	hack/k8s-tools.sh

@@ -1,0 +1,191 @@
+package deploy_test
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/betterauth-extauthz/extauthz/internal/policy"
+)
+
+// valueSets: the chart's defaults with the one value a user must give, and every
+// optional part switched on.
+var valueSets = map[string][]string{
+	"defaults":    {"--set", "betterAuth.url=https://auth.example.com"},
+	"full-values": {"-f", "ci/full-values.yaml"},
+}
+
+func render(t *testing.T, args ...string) string {
+	t.Helper()
+	base := []string{"template", "extauthz", chart(), "--namespace", "extauthz"}
+	return runTool(t, helm, append(base, args...)...)
+}
+
+func withChartDir(args []string) []string {
+	out := slices.Clone(args)
+	for i := range out {
+		if strings.HasPrefix(out[i], "ci/") {
+			out[i] = filepath.Join(chart(), out[i])
+		}
+	}
+	return out
+}
+
+func TestHelmLintStrict(t *testing.T) {
+	for name, args := range valueSets {
+		t.Run(name, func(t *testing.T) {
+			runTool(t, helm, append([]string{"lint", "--strict", chart()}, withChartDir(args)...)...)
+		})
+	}
+}
+
+func TestHelmTemplateDryRun(t *testing.T) {
+	for name, args := range valueSets {
+		t.Run(name, func(t *testing.T) {
+			dryRun(t, render(t, withChartDir(args)...))
+		})
+	}
+}
+
+func TestHelmRejectsBadValues(t *testing.T) {
+	cases := map[string][]string{
+		"misspelt top-level key":  {"--set", "betterAuth.url=https://a.example.com", "--set", "replicaCont=3"},
+		"misspelt nested key":     {"--set", "betterAuth.url=https://a.example.com", "--set", "prometheusRule.enabeld=true"},
+		"misspelt betterAuth key": {"--set", "betterAuth.uri=https://a.example.com"},
+		"bad log level":           {"--set", "betterAuth.url=https://a.example.com", "--set", "logLevel=verbose"},
+		"bad duration":            {"--set", "betterAuth.url=https://a.example.com", "--set", "shutdown.delay=5"},
+		"not a URL":               {"--set", "betterAuth.url=auth.example.com"},
+		"no Better Auth at all":   {},
+	}
+	for name, args := range cases {
+		t.Run(name, func(t *testing.T) {
+			base := []string{"template", "extauthz", chart()}
+			if _, err := tryTool(helm, append(base, args...)...); err == nil {
+				t.Fatal("helm accepted it")
+			} else if name == "no Better Auth at all" && !strings.Contains(err.Error(), "set betterAuth.url") {
+				t.Fatalf("unclear error: %v", err)
+			}
+		})
+	}
+}
+
+// objects splits rendered manifests into kind -> list of YAML documents.
+func objects(t *testing.T, manifests string) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, doc := range strings.Split(manifests, "\n---") {
+		var meta struct{ Kind string }
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatal(err)
+		}
+		if meta.Kind != "" {
+			out[meta.Kind] = append(out[meta.Kind], doc)
+		}
+	}
+	return out
+}
+
+func TestRenderedDeploymentIsLockedDown(t *testing.T) {
+	for name, args := range valueSets {
+		t.Run(name, func(t *testing.T) {
+			objs := objects(t, render(t, withChartDir(args)...))
+			var d appsv1.Deployment
+			if err := yaml.UnmarshalStrict([]byte(objs["Deployment"][0]), &d); err != nil {
+				t.Fatal(err)
+			}
+			pod := d.Spec.Template.Spec
+			psc := pod.SecurityContext
+			if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+				t.Errorf("pod security context %+v", psc)
+			}
+			if len(pod.Containers) != 1 {
+				t.Fatalf("%d containers", len(pod.Containers))
+			}
+			c := pod.Containers[0]
+			sc := c.SecurityContext
+			if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+				sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+				sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) != 0 {
+				t.Errorf("container security context %+v", sc)
+			}
+			if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+				t.Errorf("resources %+v", c.Resources)
+			}
+			admin := -1
+			for _, p := range c.Ports {
+				if p.Name == "admin" {
+					admin = int(p.ContainerPort)
+				}
+			}
+			for probe, want := range map[*corev1.Probe]string{c.LivenessProbe: "/healthz", c.ReadinessProbe: "/readyz"} {
+				if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != want || probe.HTTPGet.Port.String() != "admin" || admin < 0 {
+					t.Errorf("probe for %s: %+v (admin port %d)", want, probe, admin)
+				}
+			}
+			if !slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--policy-configmap=$(POD_NAMESPACE)/") }) {
+				t.Errorf("args %v do not watch the policy ConfigMap", c.Args)
+			}
+			// Graceful termination must outlast readiness-off delay plus drain timeout.
+			if grace := pod.TerminationGracePeriodSeconds; grace == nil || *grace <= drainSeconds(t, c.Args) {
+				t.Errorf("terminationGracePeriodSeconds %v <= drain %d", grace, drainSeconds(t, c.Args))
+			}
+			if len(pod.TopologySpreadConstraints) == 0 {
+				t.Error("no topology spread")
+			}
+			if name == "defaults" && (d.Spec.Replicas == nil || *d.Spec.Replicas != 2) {
+				t.Errorf("replicas %v, want 2", d.Spec.Replicas)
+			}
+
+			// The Role reads exactly one ConfigMap, the one the Deployment watches.
+			var role rbacv1.Role
+			if err := yaml.UnmarshalStrict([]byte(objs["Role"][0]), &role); err != nil {
+				t.Fatal(err)
+			}
+			var cm corev1.ConfigMap
+			if err := yaml.UnmarshalStrict([]byte(objs["ConfigMap"][0]), &cm); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range role.Rules {
+				switch {
+				case slices.Equal(r.Resources, []string{"configmaps"}):
+					if !slices.Equal(r.ResourceNames, []string{cm.Name}) || !slices.Equal(r.Verbs, []string{"get", "list", "watch"}) {
+						t.Errorf("configmaps rule %+v, want get/list/watch on [%s] only", r, cm.Name)
+					}
+				case slices.Equal(r.Resources, []string{"events"}):
+					if !slices.Equal(r.Verbs, []string{"create", "patch"}) {
+						t.Errorf("events rule %+v", r)
+					}
+				default:
+					t.Errorf("unexpected rule %+v", r)
+				}
+			}
+			// And what it holds is a valid policy.
+			if _, err := policy.Load([]byte(cm.Data["policy.yaml"])); err != nil {
+				t.Errorf("rendered policy: %v\n%s", err, cm.Data["policy.yaml"])
+			}
+		})
+	}
+}
+
+func drainSeconds(t *testing.T, args []string) int64 {
+	t.Helper()
+	var total int64
+	for _, a := range args {
+		for _, flag := range []string{"--shutdown-delay=", "--shutdown-timeout="} {
+			if v, ok := strings.CutPrefix(a, flag); ok {
+				d, err := parseDuration(v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				total += d
+			}
+		}
+	}
+	return total
+}
