@@ -117,14 +117,19 @@ func dynamicMetadata(d engine.Decision) *structpb.Struct {
 		f["reason"] = structpb.NewStringValue(string(d.Reason))
 	}
 	if d.Allow && d.Claims != nil {
-		if v, ok := engine.HeaderValue(d.Claims.Map["sub"]); ok {
+		if v, ok := engine.HeaderValue(claim(d, "sub")); ok {
 			f["sub"] = structpb.NewStringValue(v)
 		}
-		if v, ok := engine.HeaderValue(d.Claims.Map["uuid"]); ok {
+		if v, ok := engine.HeaderValue(claim(d, "uuid")); ok {
 			f["uuid"] = structpb.NewStringValue(v)
 		}
 	}
 	return &structpb.Struct{Fields: f}
+}
+
+func claim(d engine.Decision, name string) any {
+	v, _ := d.Claims.Set.Get(name)
+	return v
 }
 
 // denyBody is deliberately generic: the reason code stays in our logs and metrics.

@@ -165,14 +165,14 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 		return deny(re.Code, re.Message(), ruleName, re.Code != reason.TokenMissing)
 	}
 	if rule != nil {
-		if code, detail := rule.Authorize(claims.Map, preq, params); code != "" {
+		if code, detail := rule.Authorize(claims.Set, preq, params); code != "" {
 			d := deny(code, detail, ruleName, true)
 			d.Claims = claims
 			return d
 		}
 	}
 	d := Decision{Allow: true, Status: http.StatusOK, Rule: ruleName, TokenPresent: true, Claims: claims}
-	d.Set, d.Remove = identityHeaders(p.Identity, claims.Map)
+	d.Set, d.Remove = identityHeaders(p.Identity, claims.Set)
 	return d
 }
 

@@ -7,6 +7,7 @@ import (
 	"unicode"
 
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
+	"github.com/betterauth-extauthz/extauthz/internal/token"
 )
 
 // MaxHeaderValue bounds an identity header value. A longer claim is not truncated
@@ -15,10 +16,11 @@ const MaxHeaderValue = 4096
 
 // identityHeaders builds the headers to set from claims, and lists every configured
 // identity header that the claims do not set, so that a client-sent copy is removed.
-func identityHeaders(hs []policy.IdentityHeader, claims map[string]any) (set []Header, remove []string) {
+func identityHeaders(hs []policy.IdentityHeader, claims token.ClaimSet) (set []Header, remove []string) {
 	set = make([]Header, 0, len(hs))
 	for _, h := range hs {
-		v, ok := HeaderValue(claims[h.Claim])
+		c, _ := claims.Get(h.Claim)
+		v, ok := HeaderValue(c)
 		if !ok {
 			remove = append(remove, h.Name)
 			continue

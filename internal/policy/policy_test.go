@@ -205,7 +205,7 @@ func TestAuthorize(t *testing.T) {
 		{"teams of the wrong type", team, map[string]any{"teams": "t1"}, Params{{"team", "t1"}}, req("/teams/t1/x", "GET"), reason.ConditionFalse},
 	}
 	for _, tc := range cases {
-		got, _ := tc.rule.Authorize(tc.claims, tc.req, tc.params)
+		got, _ := tc.rule.Authorize(mapClaims(tc.claims), tc.req, tc.params)
 		if got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
@@ -216,7 +216,13 @@ func TestCELCostLimit(t *testing.T) {
 	doc := "issuers: [{betterAuthURL: https://a}]\nrules: [{name: slow, paths: [/x], when: '[1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, [1,2,3,4,5,6,7,8,9,10].all(d, a+b+c+d > 0))))'}]"
 	p := mustLoad(t, doc)
 	cp, _ := Canonicalize("/x")
-	if got, detail := p.Rules[0].Authorize(map[string]any{}, &Request{Method: "GET", Path: cp}, nil); got != reason.ConditionFalse {
+	if got, detail := p.Rules[0].Authorize(mapClaims{}, &Request{Method: "GET", Path: cp}, nil); got != reason.ConditionFalse {
 		t.Fatalf("costly condition: %q %s, want condition_false", got, detail)
 	}
 }
+
+// mapClaims adapts a plain map to Claims.
+type mapClaims map[string]any
+
+func (m mapClaims) Get(name string) (any, bool) { v, ok := m[name]; return v, ok }
+func (m mapClaims) Map() map[string]any         { return m }

@@ -56,11 +56,18 @@ func (p *Policy) Match(req *Request) (*Rule, Params) {
 	return nil, nil
 }
 
+// Claims are a verified token's claims; token.ClaimSet is one.
+type Claims interface {
+	Get(name string) (any, bool)
+	// Map returns every claim, for CEL.
+	Map() map[string]any
+}
+
 // Authorize checks the rule's owner and when clauses against verified claims. It
 // returns "" to allow, or the reason to deny with a detail for logs.
-func (r *Rule) Authorize(claims map[string]any, req *Request, ps Params) (reason.Code, string) {
+func (r *Rule) Authorize(claims Claims, req *Request, ps Params) (reason.Code, string) {
 	if r.Owner != nil {
-		v, ok := claims[r.Owner.Claim]
+		v, ok := claims.Get(r.Owner.Claim)
 		claim, isString := v.(string)
 		if !ok || !isString || claim == "" {
 			return reason.ClaimMissing, fmt.Sprintf("token has no %s claim", r.Owner.Claim)
@@ -71,7 +78,7 @@ func (r *Rule) Authorize(claims map[string]any, req *Request, ps Params) (reason
 		}
 	}
 	if r.when != nil {
-		ok, err := evalCondition(r.when, claims, req, ps)
+		ok, err := evalCondition(r.when, claims.Map(), req, ps)
 		if err != nil {
 			return reason.ConditionFalse, "condition error: " + err.Error()
 		}

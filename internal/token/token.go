@@ -120,10 +120,8 @@ type Claims struct {
 	KID     string
 	Alg     jwa.SignatureAlgorithm
 	Expiry  time.Time
-	// Header is the token's protected header as JSON values.
-	Header map[string]any
-	// Map holds every claim as decoded JSON (numbers are float64).
-	Map map[string]any
+	// Set holds every claim as decoded JSON (numbers are float64).
+	Set ClaimSet
 }
 
 // header is the subset of the JOSE header we act on.
@@ -229,10 +227,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 		return nil, reason.Errorf(reason.AudienceMismatch, "aud %q does not contain an accepted audience", tok.Audience())
 	}
 	sub, _ := claims["sub"].(string)
-	hdrMap := map[string]any{"alg": hdr.Alg, "kid": hdr.Kid}
 	return &Claims{
 		Issuer: iss.Issuer, Subject: sub, KID: key.KID, Alg: alg,
-		Expiry: tok.Expiration(), Header: hdrMap, Map: claims,
+		Expiry: tok.Expiration(), Set: newClaimSet(claims),
 	}, nil
 }
 
