@@ -44,7 +44,7 @@ func cmdVerifyJWKS(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func printKeys(w io.Writer, keys map[string]jwkscache.Key) {
+func printKeys(w io.Writer, keys jwkscache.Static) {
 	kids := make([]string, 0, len(keys))
 	for kid := range keys {
 		kids = append(kids, kid)

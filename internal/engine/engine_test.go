@@ -54,9 +54,11 @@ type fixture struct {
 
 type downKeys struct{}
 
-func (d downKeys) Lookup(ctx context.Context, kid string) (jwkscache.Key, error) {
-	return jwkscache.Key{}, jwkscache.ErrUnavailable
+func (d downKeys) Lookup(ctx context.Context, kid string) (*jwkscache.Key, error) {
+	return nil, jwkscache.ErrUnavailable
 }
+
+func (d downKeys) Peek(string) *jwkscache.Key { return nil }
 
 func newFixture(t testing.TB, policyDoc string) *fixture {
 	t.Helper()

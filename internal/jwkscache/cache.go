@@ -73,7 +73,7 @@ type Config struct {
 
 // keySet is an immutable, fetched JWKS.
 type keySet struct {
-	keys    map[string]Key
+	keys    Static
 	fetched time.Time
 }
 
@@ -204,12 +204,12 @@ func (c *Cache) Ready() <-chan struct{} { return c.firstDone }
 func (c *Cache) Name() string { return c.cfg.Name }
 
 // Keys returns a copy of the current usable keys, or nil when there is no usable set.
-func (c *Cache) Keys() []Key {
+func (c *Cache) Keys() []*Key {
 	s := c.current()
 	if s == nil {
 		return nil
 	}
-	out := make([]Key, 0, len(s.keys))
+	out := make([]*Key, 0, len(s.keys))
 	for _, k := range s.keys {
 		out = append(out, k)
 	}
@@ -288,12 +288,21 @@ func (c *Cache) refresh(ctx context.Context, trigger string) error {
 		}
 		return err
 	}
+	// Keep the *Key of every key that did not change: a verified-token cache
+	// compares key pointers, so a refresh must not look like a rotation.
+	if old := c.set.Load(); old != nil {
+		for kid, k := range keys {
+			if o, ok := old.keys[kid]; ok && o.sameAs(k) {
+				keys[kid] = o
+			}
+		}
+	}
 	c.set.Store(&keySet{keys: keys, fetched: now})
 	c.log.Debug("jwks refreshed", "trigger", trigger, "keys", len(keys))
 	return nil
 }
 
-func (c *Cache) fetch(ctx context.Context) (map[string]Key, error) {
+func (c *Cache) fetch(ctx context.Context) (Static, error) {
 	keys, skipped, err := fetchKeys(ctx, c.cfg.Client, c.cfg.URL)
 	for _, s := range skipped {
 		c.log.Info("jwks key skipped", "reason", s)
@@ -303,7 +312,7 @@ func (c *Cache) fetch(ctx context.Context) (map[string]Key, error) {
 
 // Fetch downloads and parses a JWKS once, with the same checks as a Cache (HTTPS
 // rule, size limit, key filtering). The CLI's verify-jwks uses it.
-func Fetch(ctx context.Context, rawURL string, allowInsecure bool, timeout time.Duration) (keys map[string]Key, skipped []string, err error) {
+func Fetch(ctx context.Context, rawURL string, allowInsecure bool, timeout time.Duration) (keys Static, skipped []string, err error) {
 	if err := CheckURL(rawURL, allowInsecure); err != nil {
 		return nil, nil, err
 	}
@@ -315,7 +324,7 @@ func Fetch(ctx context.Context, rawURL string, allowInsecure bool, timeout time.
 	return fetchKeys(ctx, newClient(timeout, allowInsecure), rawURL)
 }
 
-func fetchKeys(ctx context.Context, client *http.Client, rawURL string) (map[string]Key, []string, error) {
+func fetchKeys(ctx context.Context, client *http.Client, rawURL string) (Static, []string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
 		return nil, nil, err
@@ -343,21 +352,28 @@ func fetchKeys(ctx context.Context, client *http.Client, rawURL string) (map[str
 // Lookup returns the key with the given kid. An unknown kid triggers one refetch
 // shared by all concurrent callers, at most once per Cooldown; within the cooldown
 // it fails at once with ErrUnknownKID (counted as suppressed).
-func (c *Cache) Lookup(ctx context.Context, kid string) (Key, error) {
-	if s := c.current(); s != nil {
-		if k, ok := s.keys[kid]; ok {
-			return k, nil
-		}
+func (c *Cache) Lookup(ctx context.Context, kid string) (*Key, error) {
+	if k := c.Peek(kid); k != nil {
+		return k, nil
 	}
 	c.refetch(ctx)
 	s := c.current()
 	if s == nil {
-		return Key{}, ErrUnavailable
+		return nil, ErrUnavailable
 	}
 	if k, ok := s.keys[kid]; ok {
 		return k, nil
 	}
-	return Key{}, ErrUnknownKID
+	return nil, ErrUnknownKID
+}
+
+// Peek returns the current key with the given kid, or nil, without fetching. It
+// takes no lock.
+func (c *Cache) Peek(kid string) *Key {
+	if s := c.current(); s != nil {
+		return s.keys[kid]
+	}
+	return nil
 }
 
 // refetch joins the refetch in flight, or starts one if the cooldown has passed.

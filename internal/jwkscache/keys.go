@@ -2,6 +2,7 @@ package jwkscache
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
@@ -67,7 +68,7 @@ func ParseSet(body []byte) (keys Static, skipped []string, err error) {
 			skipped = append(skipped, fmt.Sprintf("kid %q: duplicate, keeping the first", k.KID))
 			continue
 		}
-		keys[k.KID] = k
+		keys[k.KID] = &k
 	}
 	if len(keys) == 0 {
 		return nil, skipped, errors.New("jwks has no usable key")
@@ -123,18 +124,30 @@ func usableKey(k jwk.Key) (Key, error) {
 
 // Static is a fixed key set, e.g. read from a file; it implements the lookup that
 // token verification needs without any fetching.
-type Static map[string]Key
+type Static map[string]*Key
 
 // Lookup returns the key with the given kid.
-func (s Static) Lookup(_ context.Context, kid string) (Key, error) {
+func (s Static) Lookup(_ context.Context, kid string) (*Key, error) {
 	if len(s) == 0 {
-		return Key{}, ErrUnavailable
+		return nil, ErrUnavailable
 	}
 	k, ok := s[kid]
 	if !ok {
-		return Key{}, ErrUnknownKID
+		return nil, ErrUnknownKID
 	}
 	return k, nil
+}
+
+// Peek returns the key with the given kid, or nil.
+func (s Static) Peek(kid string) *Key { return s[kid] }
+
+// sameAs reports whether k and o are the same key (same kid, alg and public key).
+func (k *Key) sameAs(o *Key) bool {
+	if k.KID != o.KID || k.Alg != o.Alg {
+		return false
+	}
+	eq, ok := k.Public.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && eq.Equal(o.Public)
 }
 
 // Describe returns the JWK type and curve (or RSA size) of the key, for listings.

@@ -45,9 +45,12 @@ var Supported = []jwa.SignatureAlgorithm{
 	jwa.RS256, jwa.RS384, jwa.RS512, jwa.PS256, jwa.PS384, jwa.PS512,
 }
 
-// KeySource finds a public key by kid; *jwkscache.Cache is one.
+// KeySource finds a public key by kid; *jwkscache.Cache and jwkscache.Static are.
 type KeySource interface {
-	Lookup(ctx context.Context, kid string) (jwkscache.Key, error)
+	// Lookup may fetch (an unknown kid after a rotation).
+	Lookup(ctx context.Context, kid string) (*jwkscache.Key, error)
+	// Peek never fetches and takes no lock; nil when the kid is not there.
+	Peek(kid string) *jwkscache.Key
 }
 
 // Issuer is what we accept from one Better Auth deployment.
@@ -258,7 +261,7 @@ func strictUnmarshal(data []byte, v any) error {
 
 // algMatchesKey refuses algorithm confusion: the header's alg must fit the key's
 // type and curve, and the key's own alg when the JWKS states one.
-func algMatchesKey(alg jwa.SignatureAlgorithm, k jwkscache.Key) error {
+func algMatchesKey(alg jwa.SignatureAlgorithm, k *jwkscache.Key) error {
 	if k.Alg != "" && k.Alg != alg {
 		return fmt.Errorf("token alg %s but key %q is for %s", alg, k.KID, k.Alg)
 	}

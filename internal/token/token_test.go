@@ -24,9 +24,11 @@ var now = time.Unix(1_800_000_000, 0)
 
 type unavailable struct{}
 
-func (unavailable) Lookup(context.Context, string) (jwkscache.Key, error) {
-	return jwkscache.Key{}, jwkscache.ErrUnavailable
+func (unavailable) Lookup(context.Context, string) (*jwkscache.Key, error) {
+	return nil, jwkscache.ErrUnavailable
 }
+
+func (unavailable) Peek(string) *jwkscache.Key { return nil }
 
 func static(t *testing.T, keys ...*tokentest.Key) jwkscache.Static {
 	t.Helper()
