@@ -21,6 +21,7 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 	"github.com/betterauth-extauthz/extauthz/internal/reload"
 	"github.com/betterauth-extauthz/extauthz/internal/server"
+	"github.com/betterauth-extauthz/extauthz/internal/token"
 )
 
 func cmdServe(args []string, stderr io.Writer) error {
@@ -38,6 +39,8 @@ func cmdServe(args []string, stderr io.Writer) error {
 		realm         = fs.String("realm", "extauthz", "realm of WWW-Authenticate challenges")
 		shutdownDelay = fs.Duration("shutdown-delay", 5*time.Second, "time readiness is false before the servers stop")
 		shutdownTO    = fs.Duration("shutdown-timeout", 15*time.Second, "deadline for in-flight checks at shutdown")
+		cacheEntries  = fs.Int("token-cache-entries", token.DefaultCacheEntries, "verified tokens to remember (0 disables the cache)")
+		cacheBytes    = fs.Int("token-cache-bytes", token.DefaultCacheBytes, "memory budget of the verified-token cache")
 	)
 	if err := envDefaults(fs); err != nil {
 		return err
@@ -66,6 +69,15 @@ func cmdServe(args []string, stderr io.Writer) error {
 	// denies everything.
 	e := engine.New(m, log)
 	r := &reload.Reloader{Engine: e, Pool: pool, Metrics: m, Log: log}
+	if *cacheEntries > 0 {
+		// One cache for the process: a policy reload keeps the tokens of unchanged issuers warm.
+		cache := token.NewCache(*cacheEntries, *cacheBytes)
+		r.VerifierOptions = append(r.VerifierOptions, token.WithCache(cache))
+		m.TokenCache(func() metrics.TokenCacheStats {
+			st := cache.Stats()
+			return metrics.TokenCacheStats{Hits: st.Hits, Misses: st.Misses, Evictions: st.Evictions, Entries: st.Entries, Bytes: st.Bytes}
+		})
+	}
 
 	var startSource func() error
 	switch {

@@ -28,6 +28,7 @@ type Set struct {
 	policyReloads   *prometheus.CounterVec
 	ready           prometheus.Gauge
 	buildInfo       *prometheus.GaugeVec
+	reg             prometheus.Registerer
 }
 
 // New creates the collectors and registers them, plus the Go and process collectors, on reg.
@@ -74,6 +75,7 @@ func New(reg prometheus.Registerer) *Set {
 			Namespace: Namespace, Name: "build_info",
 			Help: "Always 1; labels describe the running build.",
 		}, []string{"version", "goversion"}),
+		reg: reg,
 	}
 	reg.MustRegister(s.decisions, s.checkDuration, s.jwksRefresh, s.jwksKeys, s.jwksLastSuccess,
 		s.jwksSuppressed, s.policyInfo, s.policyReloads, s.ready, s.buildInfo,
@@ -184,4 +186,33 @@ func (s *Set) RefetchSuppressedCounter(issuer string) prometheus.Counter {
 // PolicyReloadCounter exposes the reload counter of one source and result (for tests).
 func (s *Set) PolicyReloadCounter(source, result string) prometheus.Counter {
 	return s.policyReloads.WithLabelValues(source, result)
+}
+
+// TokenCacheStats are the counters of the verified-token cache.
+type TokenCacheStats struct {
+	Hits, Misses, Evictions uint64
+	Entries, Bytes          int
+}
+
+// TokenCache exports the verified-token cache, reading stats at scrape time so the
+// hit path only bumps its own atomic counters.
+func (s *Set) TokenCache(stats func() TokenCacheStats) {
+	if s == nil {
+		return
+	}
+	counter := func(name, help string, v func(TokenCacheStats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help},
+			func() float64 { return float64(v(stats())) })
+	}
+	gauge := func(name, help string, v func(TokenCacheStats) int) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help},
+			func() float64 { return float64(v(stats())) })
+	}
+	s.reg.MustRegister(
+		counter("token_cache_hits_total", "Checks answered from the verified-token cache.", func(t TokenCacheStats) uint64 { return t.Hits }),
+		counter("token_cache_misses_total", "Checks whose token was not in the cache (verified in full).", func(t TokenCacheStats) uint64 { return t.Misses }),
+		counter("token_cache_evictions_total", "Tokens evicted to stay within the cache's bounds.", func(t TokenCacheStats) uint64 { return t.Evictions }),
+		gauge("token_cache_entries", "Tokens in the verified-token cache.", func(t TokenCacheStats) int { return t.Entries }),
+		gauge("token_cache_bytes", "Estimated memory held by the verified-token cache.", func(t TokenCacheStats) int { return t.Bytes }),
+	)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
+	"github.com/betterauth-extauthz/extauthz/internal/token"
 )
 
 // DefaultKeyWait bounds how long Apply waits for a new issuer's first JWKS answer
@@ -31,6 +32,8 @@ type Reloader struct {
 	Log     *slog.Logger
 	// KeyWait overrides DefaultKeyWait when positive.
 	KeyWait time.Duration
+	// VerifierOptions apply to every snapshot's verifier (e.g. token.WithCache).
+	VerifierOptions []token.Option
 
 	mu   sync.Mutex // one Apply at a time, so swaps happen in arrival order
 	hash string
@@ -62,7 +65,7 @@ func (r *Reloader) Apply(ctx context.Context, source string, doc []byte) (Result
 	if p.Hash == r.hash {
 		return Unchanged, p.Hash, nil
 	}
-	snap, caches, err := engine.Build(p, r.Pool, r.Log)
+	snap, caches, err := engine.Build(p, r.Pool, r.Log, r.VerifierOptions...)
 	if err != nil {
 		r.Metrics.PolicyRejected(source)
 		log.Error("policy rejected; the previous policy stays in force", "error", err.Error(), "previous_hash", r.hash)

@@ -17,8 +17,9 @@ import (
 )
 
 // New compiles policyDoc and returns an engine whose issuers all trust one
-// generated EdDSA key (kid "k1"), with the clock fixed at now, and that key.
-func New(t testing.TB, policyDoc string, now time.Time, m *metrics.Set) (*engine.Engine, *tokentest.Key) {
+// generated EdDSA key (kid "k1"), with the clock fixed at now, and that key. opts
+// go to the verifier (token.WithCache, say).
+func New(t testing.TB, policyDoc string, now time.Time, m *metrics.Set, opts ...token.Option) (*engine.Engine, *tokentest.Key) {
 	t.Helper()
 	key := tokentest.NewKey(jwa.EdDSA, "k1")
 	keys, _, err := jwkscache.ParseSet(tokentest.JWKS(key))
@@ -29,7 +30,8 @@ func New(t testing.TB, policyDoc string, now time.Time, m *metrics.Set) (*engine
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap, err := engine.BuildStatic(p, keys, token.WithClock(func() time.Time { return now }))
+	opts = append([]token.Option{token.WithClock(func() time.Time { return now })}, opts...)
+	snap, err := engine.BuildStatic(p, keys, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,253 @@
+package token_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+
+	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
+	"github.com/betterauth-extauthz/extauthz/internal/reason"
+	"github.com/betterauth-extauthz/extauthz/internal/token"
+	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
+)
+
+// keyring is a KeySource whose keys can change, and which counts full lookups.
+type keyring struct {
+	keys    atomic.Pointer[jwkscache.Static]
+	lookups atomic.Int64
+}
+
+func newKeyring(t *testing.T, keys ...*tokentest.Key) *keyring {
+	k := &keyring{}
+	k.set(t, keys...)
+	return k
+}
+
+func (k *keyring) set(t *testing.T, keys ...*tokentest.Key) {
+	s := static(t, keys...)
+	k.keys.Store(&s)
+}
+
+func (k *keyring) Lookup(ctx context.Context, kid string) (*jwkscache.Key, error) {
+	k.lookups.Add(1)
+	return k.keys.Load().Lookup(ctx, kid)
+}
+
+func (k *keyring) Peek(kid string) *jwkscache.Key { return k.keys.Load().Peek(kid) }
+
+type clock struct{ ns atomic.Int64 }
+
+func (c *clock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
+func (c *clock) add(d time.Duration) { c.ns.Add(int64(d)) }
+
+func cachedVerifier(t *testing.T, c *token.Cache, clk *clock, ks token.KeySource, audiences ...string) *token.Verifier {
+	t.Helper()
+	if len(audiences) == 0 {
+		audiences = []string{iss}
+	}
+	v, err := token.NewVerifier([]token.Issuer{{Issuer: iss, Audiences: audiences, Keys: ks}},
+		token.WithClock(clk.now), token.WithCache(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestCacheHitSkipsVerification(t *testing.T) {
+	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
+	ring := newKeyring(t, k1)
+	clk := &clock{}
+	clk.ns.Store(now.UnixNano())
+	c := token.NewCache(0, 0)
+	v := cachedVerifier(t, c, clk, ring)
+	tok := k1.Sign(tokentest.Claims(iss, "u", "x", now), nil)
+	first, err := v.Verify(context.Background(), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		again, err := v.Verify(context.Background(), tok)
+		if err != nil || again != first {
+			t.Fatalf("cached verify: %v, same claims %v", err, again == first)
+		}
+	}
+	if n := ring.lookups.Load(); n != 1 {
+		t.Fatalf("key lookups = %d, want 1 (the rest from the cache)", n)
+	}
+	if st := c.Stats(); st.Hits != 10 || st.Misses != 1 || st.Entries != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestCacheNeverOutlivesTheToken(t *testing.T) {
+	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
+	clk := &clock{}
+	clk.ns.Store(now.UnixNano())
+	v := cachedVerifier(t, token.NewCache(0, 0), clk, newKeyring(t, k1))
+	tok := k1.Sign(tokentest.Claims(iss, "u", "x", now), nil) // exp = now + 15m
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	clk.add(15*time.Minute + token.DefaultLeeway - time.Second)
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatalf("within exp+leeway: %v", err)
+	}
+	clk.add(2 * time.Second)
+	if _, err := v.Verify(context.Background(), tok); codeOf(err) != reason.TokenExpired {
+		t.Fatalf("past exp+leeway: %v, want token_expired", err)
+	}
+
+	// nbf: not valid (so not cached) before, valid after.
+	clk.ns.Store(now.UnixNano())
+	early := k1.Sign(tokentest.Claims(iss, "u", "x", now), nil)
+	claims := tokentest.Claims(iss, "u", "x", now)
+	claims["nbf"] = now.Add(time.Minute).Unix()
+	future := k1.Sign(claims, nil)
+	_ = early
+	for range 2 {
+		if _, err := v.Verify(context.Background(), future); codeOf(err) != reason.TokenNotYetValid {
+			t.Fatalf("before nbf: %v", err)
+		}
+	}
+	clk.add(time.Minute)
+	if _, err := v.Verify(context.Background(), future); err != nil {
+		t.Fatalf("after nbf: %v", err)
+	}
+}
+
+func TestCacheDropsWhenKeyOrIssuerGoes(t *testing.T) {
+	k1, k2 := tokentest.NewKey(jwa.EdDSA, "k1"), tokentest.NewKey(jwa.EdDSA, "k2")
+	ring := newKeyring(t, k1, k2)
+	clk := &clock{}
+	clk.ns.Store(now.UnixNano())
+	c := token.NewCache(0, 0)
+	v := cachedVerifier(t, c, clk, ring)
+	tok := k1.Sign(tokentest.Claims(iss, "u", "x", now), nil)
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	// k1 leaves the JWKS (rotation past its grace period).
+	ring.set(t, k2)
+	if _, err := v.Verify(context.Background(), tok); codeOf(err) != reason.UnknownKID {
+		t.Fatalf("kid gone: %v, want unknown_kid", err)
+	}
+	// k1's kid now names another key: the cached success must not carry over.
+	ring.set(t, tokentest.NewKey(jwa.EdDSA, "k1"), k2)
+	if _, err := v.Verify(context.Background(), tok); codeOf(err) != reason.SignatureInvalid {
+		t.Fatalf("kid reused for another key: %v, want signature_invalid", err)
+	}
+
+	// A new policy (a new Verifier on the same cache) that changes the audience or
+	// drops the issuer does not inherit the old verification.
+	ring.set(t, k1, k2)
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cachedVerifier(t, c, clk, ring, "https://other.example.com").Verify(context.Background(), tok); codeOf(err) != reason.AudienceMismatch {
+		t.Fatalf("audience changed: %v", err)
+	}
+	other, err := token.NewVerifier([]token.Issuer{{Issuer: "https://else.example.com", Audiences: []string{"x"}, Keys: ring}},
+		token.WithClock(clk.now), token.WithCache(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Verify(context.Background(), tok); codeOf(err) != reason.IssuerMismatch {
+		t.Fatalf("issuer left the policy: %v", err)
+	}
+	// The same configuration again (a reload that did not touch this issuer) hits.
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	before := c.Stats().Hits
+	if _, err := cachedVerifier(t, c, clk, ring).Verify(context.Background(), tok); err != nil || c.Stats().Hits != before+1 {
+		t.Fatalf("unchanged issuer after reload: %v, hits %d -> %d", err, before, c.Stats().Hits)
+	}
+}
+
+func TestCacheNeverStoresFailures(t *testing.T) {
+	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
+	ring := newKeyring(t, k1)
+	clk := &clock{}
+	clk.ns.Store(now.UnixNano())
+	c := token.NewCache(0, 0)
+	v := cachedVerifier(t, c, clk, ring)
+	forged := tokentest.NewKey(jwa.EdDSA, "k1").Sign(tokentest.Claims(iss, "u", "x", now), nil)
+	for range 3 {
+		if _, err := v.Verify(context.Background(), forged); codeOf(err) != reason.SignatureInvalid {
+			t.Fatalf("forged: %v", err)
+		}
+	}
+	if st := c.Stats(); st.Entries != 0 || ring.lookups.Load() != 3 {
+		t.Fatalf("stats %+v, lookups %d", st, ring.lookups.Load())
+	}
+}
+
+func TestCacheIsBounded(t *testing.T) {
+	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
+	clk := &clock{}
+	clk.ns.Store(now.UnixNano())
+	c := token.NewCache(128, 0)
+	v := cachedVerifier(t, c, clk, newKeyring(t, k1))
+	for i := range 1000 {
+		if _, err := v.Verify(context.Background(), k1.Sign(tokentest.Claims(iss, fmt.Sprint(i), "x", now), nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := c.Stats()
+	if st.Entries > 128 || st.Evictions < 1000-128 {
+		t.Fatalf("stats %+v", st)
+	}
+	byBytes := token.NewCache(0, 64*4096)
+	v = cachedVerifier(t, byBytes, clk, newKeyring(t, k1))
+	for i := range 1000 {
+		if _, err := v.Verify(context.Background(), k1.Sign(tokentest.Claims(iss, fmt.Sprint(i), "x", now), nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := byBytes.Stats(); st.Bytes > 64*4096 || st.Entries >= 1000 {
+		t.Fatalf("byte-bounded stats %+v", st)
+	}
+}
+
+func TestCacheConcurrent(t *testing.T) {
+	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
+	clk := &clock{}
+	clk.ns.Store(now.UnixNano())
+	c := token.NewCache(256, 0)
+	v := cachedVerifier(t, c, clk, newKeyring(t, k1))
+	toks := make([]string, 64)
+	for i := range toks {
+		toks[i] = k1.Sign(tokentest.Claims(iss, fmt.Sprint(i), "x", now), nil)
+	}
+	bad := tokentest.NewKey(jwa.EdDSA, "k1").Sign(tokentest.Claims(iss, "evil", "x", now), nil)
+	var wg sync.WaitGroup
+	var wrong atomic.Int64
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2000 {
+				tok := toks[(g*7+i)%len(toks)]
+				if i%50 == 0 {
+					if _, err := v.Verify(context.Background(), bad); err == nil {
+						wrong.Add(1)
+					}
+					continue
+				}
+				c, err := v.Verify(context.Background(), tok)
+				if err != nil || c.Subject != fmt.Sprint((g*7+i)%len(toks)) {
+					wrong.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if wrong.Load() != 0 {
+		t.Fatalf("%d wrong results under concurrency", wrong.Load())
+	}
+}
