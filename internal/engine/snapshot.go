@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
@@ -55,7 +56,13 @@ func newSnapshot(p *policy.Policy, sources []token.KeySource, opts []token.Optio
 	for i, is := range p.Issuers {
 		issuers[i] = token.Issuer{Issuer: is.Issuer, Audiences: is.Audiences, Algorithms: is.Algorithms, Keys: sources[i]}
 	}
-	opts = append([]token.Option{token.WithLeeway(p.Leeway)}, opts...)
+	base := []token.Option{token.WithLeeway(p.Leeway)}
+	if !p.AllClaims {
+		// Keep only the claims the policy reads, plus sub and uuid for Envoy's
+		// dynamic metadata.
+		base = append(base, token.WithClaims(append(slices.Clone(p.Claims), "sub", "uuid")))
+	}
+	opts = append(base, opts...)
 	v, err := token.NewVerifier(issuers, opts...)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/google/cel-go/cel"
+	celast "github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/operators"
 )
 
 // celCostLimit bounds the work one condition may do per request, so that a costly
@@ -23,20 +25,70 @@ func newCELEnv() (*cel.Env, error) {
 	return env, nil
 }
 
-// compileCondition parses and type-checks expr once; it must yield a bool.
-func compileCondition(env *cel.Env, expr string) (cel.Program, error) {
-	ast, iss := env.Compile(expr)
+// compileCondition parses and type-checks expr once; it must yield a bool. It also
+// returns the claims the expression reads, and whether it may read any claim.
+func compileCondition(env *cel.Env, expr string) (prg cel.Program, claims []string, anyClaim bool, err error) {
+	checked, iss := env.Compile(expr)
 	if iss.Err() != nil {
-		return nil, iss.Err()
+		return nil, nil, false, iss.Err()
 	}
-	if ast.OutputType() != cel.BoolType {
-		return nil, fmt.Errorf("expression yields %s, not bool", ast.OutputType())
+	if checked.OutputType() != cel.BoolType {
+		return nil, nil, false, fmt.Errorf("expression yields %s, not bool", checked.OutputType())
 	}
-	prg, err := env.Program(ast, cel.CostLimit(celCostLimit))
+	prg, err = env.Program(checked, cel.CostLimit(celCostLimit))
 	if err != nil {
-		return nil, err
+		return nil, nil, false, err
 	}
-	return prg, nil
+	claims, anyClaim = claimsRead(checked.NativeRep().Expr())
+	return prg, claims, anyClaim, nil
+}
+
+// claimsRead finds the claims an expression reads: claims.x, claims["x"] and
+// "x" in claims name x. Any other use of `claims` (passing it whole, a computed
+// key) may read any claim. The verified-token cache keeps only what policies read.
+func claimsRead(e celast.Expr) (names []string, anyClaim bool) {
+	idents := map[int64]bool{} // ids of every `claims` identifier
+	named := map[int64]bool{}  // ids of those used with a constant claim name
+	isClaims := func(x celast.Expr) bool { return x.Kind() == celast.IdentKind && x.AsIdent() == "claims" }
+	constName := func(x celast.Expr) (string, bool) {
+		if x.Kind() != celast.LiteralKind {
+			return "", false
+		}
+		s, ok := x.AsLiteral().Value().(string)
+		return s, ok
+	}
+	celast.PreOrderVisit(e, celast.NewExprVisitor(func(x celast.Expr) {
+		switch x.Kind() {
+		case celast.IdentKind:
+			if isClaims(x) {
+				idents[x.ID()] = true
+			}
+		case celast.SelectKind:
+			if sel := x.AsSelect(); isClaims(sel.Operand()) {
+				names = append(names, sel.FieldName())
+				named[sel.Operand().ID()] = true
+			}
+		case celast.CallKind:
+			c := x.AsCall()
+			args := c.Args()
+			if len(args) != 2 {
+				return
+			}
+			switch c.FunctionName() {
+			case operators.Index:
+				if n, ok := constName(args[1]); ok && isClaims(args[0]) {
+					names = append(names, n)
+					named[args[0].ID()] = true
+				}
+			case operators.In:
+				if n, ok := constName(args[0]); ok && isClaims(args[1]) {
+					names = append(names, n)
+					named[args[1].ID()] = true
+				}
+			}
+		}
+	}))
+	return names, len(named) < len(idents)
 }
 
 func evalCondition(prg cel.Program, claims map[string]any, req *Request, ps Params) (bool, error) {

@@ -59,6 +59,10 @@ type Policy struct {
 	Default        DefaultAction
 	AllowPreflight bool
 	Leeway         time.Duration
+	// Claims lists every claim the policy reads (identity headers, owner rules, and
+	// conditions), unless AllClaims: a condition may read any claim.
+	Claims    []string
+	AllClaims bool
 	// Hash identifies the source document (first 16 hex digits of its SHA-256).
 	Hash string
 }
@@ -143,7 +147,25 @@ func Compile(c *Config) (*Policy, error) {
 		names[r.Name] = true
 		p.Rules = append(p.Rules, r)
 	}
+	p.Claims, p.AllClaims = claimsUsed(p)
 	return p, nil
+}
+
+func claimsUsed(p *Policy) ([]string, bool) {
+	var names []string
+	all := false
+	for _, h := range p.Identity {
+		names = append(names, h.Claim)
+	}
+	for _, r := range p.Rules {
+		if r.Owner != nil {
+			names = append(names, r.Owner.Claim)
+		}
+		names = append(names, r.whenClaims...)
+		all = all || r.whenAnyClaim
+	}
+	slices.Sort(names)
+	return slices.Compact(names), all
 }
 
 func resolveIssuer(ic IssuerConfig) (Issuer, error) {
@@ -283,11 +305,11 @@ func compileRule(env *cel.Env, rc RuleConfig) (*Rule, error) {
 		r.Owner = &o
 	}
 	if rc.When != "" {
-		prg, err := compileCondition(env, rc.When)
+		prg, claims, anyClaim, err := compileCondition(env, rc.When)
 		if err != nil {
 			return nil, fmt.Errorf("when: %w", err)
 		}
-		r.when = prg
+		r.when, r.whenClaims, r.whenAnyClaim = prg, claims, anyClaim
 		r.When = rc.When
 	}
 	return r, nil

@@ -226,3 +226,31 @@ type mapClaims map[string]any
 
 func (m mapClaims) Get(name string) (any, bool) { v, ok := m[name]; return v, ok }
 func (m mapClaims) Map() map[string]any         { return m }
+
+func TestClaimsUsed(t *testing.T) {
+	iss := "issuers: [{betterAuthURL: https://a}]\nidentity: {headers: {x-user-id: sub, x-user-email: email}}\n"
+	cases := []struct {
+		when string
+		want []string
+		all  bool
+	}{
+		{"", []string{"email", "sub", "uuid"}, false},
+		{`claims.role == "admin"`, []string{"email", "role", "sub", "uuid"}, false},
+		{`claims["team"] == params.team && has(claims.plan)`, []string{"email", "plan", "sub", "team", "uuid"}, false},
+		{`"admin" in claims && request.method == "GET"`, []string{"admin", "email", "sub", "uuid"}, false},
+		{`size(claims) > 3`, nil, true},
+		{`claims[params.key] == "x"`, nil, true},
+		{`claims.role == "a" || claims.exists(k, k == "x")`, nil, true},
+	}
+	for _, tc := range cases {
+		doc := iss + "rules: [{name: r, paths: ['/t/{id}'], owner: {param: id, claim: uuid}"
+		if tc.when != "" {
+			doc += ", when: '" + tc.when + "'"
+		}
+		doc += "}]\n"
+		p := mustLoad(t, doc)
+		if p.AllClaims != tc.all || (!tc.all && strings.Join(p.Claims, ",") != strings.Join(tc.want, ",")) {
+			t.Errorf("when %q: claims %v all %v, want %v all %v", tc.when, p.Claims, p.AllClaims, tc.want, tc.all)
+		}
+	}
+}

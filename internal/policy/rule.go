@@ -26,6 +26,9 @@ type Rule struct {
 	hosts   []string
 	paths   []*Template
 	when    cel.Program
+	// whenClaims are the claims `when` reads; whenAnyClaim: it may read any.
+	whenClaims   []string
+	whenAnyClaim bool
 }
 
 // Request is what a rule is matched against.

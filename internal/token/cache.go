@@ -40,7 +40,7 @@ type cacheShard struct {
 }
 
 type cacheEntry struct {
-	claims              *Claims
+	claims              Claims
 	fingerprint         string
 	key                 *jwkscache.Key
 	notBefore, notAfter int64 // unix nanoseconds, leeway included
@@ -169,7 +169,6 @@ func validity(exp, nbf, iat time.Time, leeway time.Duration) (from, until int64)
 	return from, exp.Add(leeway).UnixNano()
 }
 
-// entrySize estimates the memory an entry holds, for the byte budget.
-func entrySize(payloadLen int, claims int) int {
-	return 256 + payloadLen + 32*claims
-}
+// entryOverhead estimates what an entry costs beyond its claims: the entry and
+// Claims structs, and its slot in the shard's map.
+const entryOverhead = 256

@@ -251,3 +251,32 @@ func TestCacheConcurrent(t *testing.T) {
 		t.Fatalf("%d wrong results under concurrency", wrong.Load())
 	}
 }
+
+func TestWithClaimsKeepsOnlyThose(t *testing.T) {
+	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
+	ring := newKeyring(t, k1)
+	clk := &clock{}
+	clk.ns.Store(now.UnixNano())
+	c := token.NewCache(0, 0)
+	v, err := token.NewVerifier([]token.Issuer{{Issuer: iss, Audiences: []string{iss}, Keys: ring}},
+		token.WithClock(clk.now), token.WithCache(c), token.WithClaims([]string{"uuid", "sub", "uuid"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := k1.Sign(tokentest.Claims(iss, "u1", "x-uuid", now), nil)
+	for range 2 { // the full verification and the cache hit give the same
+		cl, err := v.Verify(context.Background(), tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cl.Set) != 2 || get(cl, "uuid") != "x-uuid" || get(cl, "sub") != "u1" || get(cl, "email") != nil || cl.Subject != "u1" {
+			t.Fatalf("claims %+v", cl.Set)
+		}
+	}
+	// A verifier keeping all claims must not reuse the trimmed entry.
+	all := cachedVerifier(t, c, clk, ring)
+	cl, err := all.Verify(context.Background(), tok)
+	if err != nil || get(cl, "email") != "u1@example.test" {
+		t.Fatalf("all claims after a trimmed entry: %v %+v", err, cl)
+	}
+}

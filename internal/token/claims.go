@@ -18,10 +18,19 @@ type Claim struct {
 type ClaimSet []Claim
 
 // newClaimSet converts decoded claims, interning the usual claim names so that
-// cached tokens share them.
-func newClaimSet(m map[string]any) ClaimSet {
-	s := make(ClaimSet, 0, len(m))
+// cached tokens share them. A non-nil keep (sorted) lists the only claims to keep.
+func newClaimSet(m map[string]any, keep []string) ClaimSet {
+	n := len(m)
+	if keep != nil {
+		n = min(n, len(keep))
+	}
+	s := make(ClaimSet, 0, n)
 	for k, v := range m {
+		if keep != nil {
+			if _, ok := slices.BinarySearch(keep, k); !ok {
+				continue
+			}
+		}
 		s = append(s, Claim{Name: intern(k), Value: v})
 	}
 	slices.SortFunc(s, func(a, b Claim) int { return strings.Compare(a.Name, b.Name) })
@@ -57,4 +66,21 @@ func intern(name string) string {
 		return commonNames[i]
 	}
 	return name
+}
+
+// size estimates the memory a cached entry with this set holds, for the cache's byte
+// budget: the entry itself, 32 bytes a claim, and the claims' text.
+func (s ClaimSet) size() int {
+	n := entryOverhead + 32*len(s)
+	for _, c := range s {
+		switch v := c.Value.(type) {
+		case string:
+			n += len(v)
+		case float64:
+			n += 8
+		case []any, map[string]any:
+			n += 256 // rough: decoded JSON arrays and objects
+		}
+	}
+	return n
 }

@@ -73,6 +73,7 @@ type Verifier struct {
 	leeway  time.Duration
 	now     func() time.Time
 	cache   *Cache
+	keep    []string // claims to keep; nil keeps all
 }
 
 // issuer is an Issuer with the fingerprint of everything a verification depended on,
@@ -90,6 +91,20 @@ func WithLeeway(d time.Duration) Option { return func(v *Verifier) { v.leeway = 
 
 // WithClock replaces time.Now, e.g. to check a sample token at its own iat.
 func WithClock(now func() time.Time) Option { return func(v *Verifier) { v.now = now } }
+
+// WithClaims keeps only the named claims of verified tokens (nil keeps all). Policies
+// read a few claims; keeping just those is what lets the cache hold 100k tokens in
+// little memory, and it keeps less personal data in memory.
+func WithClaims(names []string) Option {
+	return func(v *Verifier) {
+		v.keep = slices.Clone(names)
+		slices.Sort(v.keep)
+		v.keep = slices.Compact(v.keep)
+		if v.keep == nil {
+			v.keep = []string{}
+		}
+	}
+}
 
 // WithCache reuses verifications from c (nil disables caching). One Cache can serve
 // successive Verifiers, so a policy reload does not make every token cold again.
@@ -124,7 +139,7 @@ func NewVerifier(issuers []Issuer, opts ...Option) (*Verifier, error) {
 		if is.Keys == nil {
 			return nil, fmt.Errorf("issuer %q: no key source", is.Issuer)
 		}
-		fp := fmt.Sprintf("%s|%q|%q|%s|%p", is.Issuer, is.Audiences, is.Algorithms, v.leeway, is.Keys)
+		fp := fmt.Sprintf("%s|%q|%q|%s|%p|%v|%q", is.Issuer, is.Audiences, is.Algorithms, v.leeway, is.Keys, v.keep == nil, v.keep)
 		v.issuers[is.Issuer] = &issuer{cfg: is, fingerprint: fp}
 	}
 	return v, nil
@@ -157,8 +172,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 		return nil, reason.Errorf(reason.TokenTooLarge, "token of %d bytes exceeds %d", len(raw), MaxSize)
 	}
 	if v.cache == nil {
-		c, _, err := v.verify(ctx, raw)
-		return c, err
+		e, err := v.verify(ctx, raw)
+		if err != nil {
+			return nil, err
+		}
+		return &e.claims, nil
 	}
 	// Hash the token's bytes in place: a []byte(raw) copy would be the hit path's
 	// largest allocation. sha256 only reads them.
@@ -166,15 +184,16 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	now := v.now().UnixNano()
 	if e := v.cache.get(&h); e != nil {
 		if v.stillValid(e, now) {
-			return e.claims, nil
+			return &e.claims, nil
 		}
 		v.cache.drop(&h, e)
 	}
-	c, e, err := v.verify(ctx, raw)
-	if err == nil {
-		v.cache.put(&h, e, now)
+	e, err := v.verify(ctx, raw)
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	v.cache.put(&h, e, now)
+	return &e.claims, nil
 }
 
 // stillValid says whether a cached verification holds now: same issuer
@@ -186,79 +205,79 @@ func (v *Verifier) stillValid(e *cacheEntry, now int64) bool {
 }
 
 // verify does the full verification and returns the cache entry describing it.
-func (v *Verifier) verify(ctx context.Context, raw string) (*Claims, *cacheEntry, error) {
+func (v *Verifier) verify(ctx context.Context, raw string) (*cacheEntry, error) {
 	hdrB64, payloadB64, sigB64, ok := splitCompact(raw)
 	if !ok {
-		return nil, nil, reason.Errorf(reason.TokenMalformed, "not a compact JWS (three base64url parts)")
+		return nil, reason.Errorf(reason.TokenMalformed, "not a compact JWS (three base64url parts)")
 	}
 	hdrJSON, err := base64.RawURLEncoding.DecodeString(hdrB64)
 	if err != nil {
-		return nil, nil, reason.Wrap(reason.TokenMalformed, "header is not base64url", err)
+		return nil, reason.Wrap(reason.TokenMalformed, "header is not base64url", err)
 	}
 	var hdr header
 	if err := strictUnmarshal(hdrJSON, &hdr); err != nil {
-		return nil, nil, reason.Wrap(reason.TokenMalformed, "header is not a JSON object", err)
+		return nil, reason.Wrap(reason.TokenMalformed, "header is not a JSON object", err)
 	}
 	// We implement no critical extension, so any crit must be refused (RFC 7515 §4.1.11).
 	if len(hdr.Crit) > 0 || hdr.B64 != nil {
-		return nil, nil, reason.Errorf(reason.TokenMalformed, "header has crit/b64 extensions we do not support")
+		return nil, reason.Errorf(reason.TokenMalformed, "header has crit/b64 extensions we do not support")
 	}
 	alg := jwa.SignatureAlgorithm(hdr.Alg)
 	if !slices.Contains(Supported, alg) {
-		return nil, nil, reason.Errorf(reason.AlgNotAllowed, "alg %q is not accepted", hdr.Alg)
+		return nil, reason.Errorf(reason.AlgNotAllowed, "alg %q is not accepted", hdr.Alg)
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(payloadB64)
 	if err != nil {
-		return nil, nil, reason.Wrap(reason.TokenMalformed, "payload is not base64url", err)
+		return nil, reason.Wrap(reason.TokenMalformed, "payload is not base64url", err)
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(sigB64)
 	if err != nil {
-		return nil, nil, reason.Wrap(reason.TokenMalformed, "signature is not base64url", err)
+		return nil, reason.Wrap(reason.TokenMalformed, "signature is not base64url", err)
 	}
 	// jwx's Token decodes and types the registered claims for validation; the plain
 	// map is what policies and identity headers read.
 	tok := jwt.New()
 	if err := json.Unmarshal(payload, tok); err != nil {
-		return nil, nil, reason.Wrap(reason.TokenMalformed, "claims are not a valid JWT claims set", err)
+		return nil, reason.Wrap(reason.TokenMalformed, "claims are not a valid JWT claims set", err)
 	}
 	var claims map[string]any
 	if err := strictUnmarshal(payload, &claims); err != nil {
-		return nil, nil, reason.Wrap(reason.TokenMalformed, "claims are not a JSON object", err)
+		return nil, reason.Wrap(reason.TokenMalformed, "claims are not a JSON object", err)
 	}
 
 	// The unverified iss only selects which issuer's keys to try; a forged iss can
 	// only pick keys that then fail to verify the signature.
 	iss, ok := v.issuers[tok.Issuer()]
 	if !ok {
-		return nil, nil, reason.Errorf(reason.IssuerMismatch, "iss %q is not a configured issuer", truncate(tok.Issuer(), 100))
+		return nil, reason.Errorf(reason.IssuerMismatch, "iss %q is not a configured issuer", truncate(tok.Issuer(), 100))
 	}
 	if !slices.Contains(iss.cfg.Algorithms, alg) {
-		return nil, nil, reason.Errorf(reason.AlgNotAllowed, "alg %s is not allowed for issuer %s", alg, iss.cfg.Issuer)
+		return nil, reason.Errorf(reason.AlgNotAllowed, "alg %s is not allowed for issuer %s", alg, iss.cfg.Issuer)
 	}
 	if hdr.Kid == "" {
-		return nil, nil, reason.Errorf(reason.UnknownKID, "token has no kid")
+		return nil, reason.Errorf(reason.UnknownKID, "token has no kid")
 	}
 	key, err := iss.cfg.Keys.Lookup(ctx, hdr.Kid)
 	switch {
 	case errors.Is(err, jwkscache.ErrUnknownKID):
-		return nil, nil, reason.Errorf(reason.UnknownKID, "kid %q is not in the JWKS of %s", truncate(hdr.Kid, 64), iss.cfg.Issuer)
+		return nil, reason.Errorf(reason.UnknownKID, "kid %q is not in the JWKS of %s", truncate(hdr.Kid, 64), iss.cfg.Issuer)
 	case err != nil:
-		return nil, nil, reason.Wrap(reason.JWKSUnavailable, "no keys for "+iss.cfg.Issuer, err)
+		return nil, reason.Wrap(reason.JWKSUnavailable, "no keys for "+iss.cfg.Issuer, err)
 	}
 	if err := algMatchesKey(alg, key); err != nil {
-		return nil, nil, reason.Wrap(reason.AlgNotAllowed, "algorithm does not fit the key", err)
+		return nil, reason.Wrap(reason.AlgNotAllowed, "algorithm does not fit the key", err)
 	}
 	verifier, err := jws.NewVerifier(alg)
 	if err != nil {
-		return nil, nil, reason.Wrap(reason.AlgNotAllowed, "no verifier", err)
+		return nil, reason.Wrap(reason.AlgNotAllowed, "no verifier", err)
 	}
 	signingInput := raw[:len(hdrB64)+1+len(payloadB64)]
 	if err := verifier.Verify([]byte(signingInput), sig, key.Public); err != nil {
-		return nil, nil, reason.Wrap(reason.SignatureInvalid, "signature does not verify with kid "+key.KID, err)
+		return nil, reason.Wrap(reason.SignatureInvalid, "signature does not verify with kid "+key.KID, err)
 	}
 
 	if _, ok := claims["exp"]; !ok {
-		return nil, nil, reason.Errorf(reason.TokenMalformed, "token has no exp")
+		return nil, reason.Errorf(reason.TokenMalformed, "token has no exp")
 	}
 	err = jwt.Validate(tok,
 		jwt.WithClock(jwt.ClockFunc(v.now)),
@@ -267,24 +286,25 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Claims, *cacheEntry
 	switch {
 	case err == nil:
 	case errors.Is(err, jwt.ErrTokenExpired()):
-		return nil, nil, reason.Errorf(reason.TokenExpired, "expired at %s", tok.Expiration().UTC().Format(time.RFC3339))
+		return nil, reason.Errorf(reason.TokenExpired, "expired at %s", tok.Expiration().UTC().Format(time.RFC3339))
 	case errors.Is(err, jwt.ErrTokenNotYetValid()), errors.Is(err, jwt.ErrInvalidIssuedAt()):
-		return nil, nil, reason.Wrap(reason.TokenNotYetValid, "nbf or iat is in the future", err)
+		return nil, reason.Wrap(reason.TokenNotYetValid, "nbf or iat is in the future", err)
 	default:
-		return nil, nil, reason.Wrap(reason.TokenMalformed, "claims do not validate", err)
+		return nil, reason.Wrap(reason.TokenMalformed, "claims do not validate", err)
 	}
 	if !audienceMatches(tok.Audience(), iss.cfg.Audiences) {
-		return nil, nil, reason.Errorf(reason.AudienceMismatch, "aud %q does not contain an accepted audience", tok.Audience())
+		return nil, reason.Errorf(reason.AudienceMismatch, "aud %q does not contain an accepted audience", tok.Audience())
 	}
 	sub, _ := claims["sub"].(string)
-	c := &Claims{
-		Issuer: iss.cfg.Issuer, Subject: sub, KID: key.KID, Alg: alg,
-		Expiry: tok.Expiration(), Set: newClaimSet(claims),
-	}
+	set := newClaimSet(claims, v.keep)
 	from, until := validity(tok.Expiration(), tok.NotBefore(), tok.IssuedAt(), v.leeway)
-	return c, &cacheEntry{
-		claims: c, fingerprint: iss.fingerprint, key: key, notBefore: from, notAfter: until,
-		size: entrySize(len(payload), len(c.Set)),
+	return &cacheEntry{
+		claims: Claims{
+			Issuer: iss.cfg.Issuer, Subject: sub, KID: key.KID, Alg: alg,
+			Expiry: tok.Expiration(), Set: set,
+		},
+		fingerprint: iss.fingerprint, key: key, notBefore: from, notAfter: until,
+		size: set.size(),
 	}, nil
 }
 
