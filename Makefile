@@ -41,8 +41,14 @@ e2e: ## the whole chain with real Better Auth, Envoy, nginx, FastAPI and Postgre
 	env_file=$$(mktemp); hack/e2e-env.sh > "$$env_file"; source "$$env_file"; rm -f "$$env_file"; \
 	$(GO) test -count=1 -v -timeout 15m ./test/e2e/ 2>&1 | grep -Ev '^=== (RUN|PAUSE|CONT)'
 
-bench: ## Check-path micro-benchmarks (warm and cold tokens), with allocations
-	$(GO) test -run='^$$' -bench=. -benchmem -count=5 ./internal/engine/
+GHZ := $(CACHE)/tools/ghz-v0.120.0/ghz
+$(GHZ):
+	GOBIN=$(dir $(GHZ)) GOFLAGS=-mod=mod $(GO) install github.com/bojand/ghz/cmd/ghz@v0.120.0
+
+bench: build $(GHZ) ## go test benchmarks of the Check path, then the ghz load benchmark (about 4 minutes)
+	$(GO) test -run='^$$' -bench=. -benchmem -count=5 ./internal/engine/ ./internal/authz/
+	$(GO) build -o bin/trivial ./bench/trivial
+	$(GO) run ./bench/loadbench -ghz $(GHZ) -extauthz bin/extauthz -trivial bin/trivial $(BENCH_FLAGS)
 
 demo: ## Better Auth + extauthz + Envoy + nginx + FastAPI, two users, a transcript; DEMO_FLAGS=-stop to end at once
 	@env_file=$$(mktemp); hack/e2e-env.sh > "$$env_file"; source "$$env_file"; rm -f "$$env_file"; \

@@ -2,6 +2,7 @@
 // always-allow ext_authz server on the same machine, in one run:
 //
 //	(a) trivial   the baseline: gRPC and nothing else
+//	(a') trivial+  the same, answering with extauthz's response shape (headers, metadata)
 //	(b) warm      extauthz, the same valid token on every call (a browser's case)
 //	(c) cold      extauthz, a token it has never seen on every call
 //	(d) refresh   as (b), with the JWKS refreshed every second during the load
@@ -52,6 +53,7 @@ var (
 	coldCalls = flag.Int("cold-calls", 12000, "calls (each with a new token) in each cold run")
 	conc      = flag.Int("c", 16, "ghz concurrency")
 	rssTokens = flag.Int("rss-tokens", 100_000, "distinct tokens to cache before reading RSS (0 skips)")
+	profile   = flag.String("profile", "", "write a CPU profile of extauthz during the first warm run to this file")
 )
 
 func main() {
@@ -100,7 +102,7 @@ rules:
 	s := &server{grpc: freeAddr(), admin: freeAddr()}
 	var err error
 	if s.p, err = start(environ, *extauthz, "serve", "--config", f, "--grpc-addr", s.grpc, "--http-addr", freeAddr(),
-		"--admin-addr", s.admin, "--log-level", "error", "--shutdown-delay", "0s"); err != nil {
+		"--admin-addr", s.admin, "--log-level", "error", "--shutdown-delay", "0s", "--admin-pprof"); err != nil {
 		return nil, err
 	}
 	return s, waitReady("http://" + s.admin + "/readyz")
@@ -160,6 +162,11 @@ func run() error {
 		return err
 	}
 	defer triv.p.stop()
+	trivFull := &server{grpc: freeAddr()}
+	if trivFull.p, err = start(nil, *trivial, "-addr", trivFull.grpc, "-full-response"); err != nil {
+		return err
+	}
+	defer trivFull.p.stop()
 	main, err := e.startExtauthz("5m")
 	if err != nil {
 		return err
@@ -170,8 +177,10 @@ func run() error {
 		return err
 	}
 	defer refreshing.p.stop()
-	if err := waitTCP(triv.grpc); err != nil {
-		return err
+	for _, s := range []*server{triv, trivFull} {
+		if err := waitTCP(s.grpc); err != nil {
+			return err
+		}
 	}
 
 	warmTok := mint(-1)
@@ -197,7 +206,7 @@ func run() error {
 		}
 	}
 
-	variants := []string{"trivial", "warm", "cold", "refresh"}
+	variants := []string{"trivial", "trivial+", "warm", "cold", "refresh"}
 	results := map[string][]result{}
 	for r := range *rounds {
 		for _, v := range variants {
@@ -206,8 +215,20 @@ func run() error {
 			switch v {
 			case "trivial":
 				res, err = runGHZ(protoset, triv.grpc, warmFile, "-z", duration.String())
+			case "trivial+":
+				res, err = runGHZ(protoset, trivFull.grpc, warmFile, "-z", duration.String())
 			case "warm":
+				var prof chan error
+				if *profile != "" && r == 0 {
+					prof = make(chan error, 1)
+					go func() { prof <- saveProfile("http://"+main.admin, *profile, *duration-time.Second) }()
+				}
 				res, err = runGHZ(protoset, main.grpc, warmFile, "-z", duration.String())
+				if prof != nil {
+					if perr := <-prof; perr != nil {
+						return perr
+					}
+				}
 			case "cold":
 				res, err = runGHZ(protoset, main.grpc, coldFiles[r], "-n", fmt.Sprint(*coldCalls))
 			case "refresh":
@@ -437,6 +458,19 @@ func measureRSS(e *env, n int, environ []string) (float64, int, error) {
 		}
 	}
 	return kb / 1024, int(entries), nil
+}
+
+func saveProfile(admin, path string, d time.Duration) error {
+	resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", admin, int(d.Seconds())))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }
 
 func metric(url, prefix string) (float64, error) {

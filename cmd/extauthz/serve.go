@@ -39,6 +39,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 		realm         = fs.String("realm", "extauthz", "realm of WWW-Authenticate challenges")
 		shutdownDelay = fs.Duration("shutdown-delay", 5*time.Second, "time readiness is false before the servers stop")
 		shutdownTO    = fs.Duration("shutdown-timeout", 15*time.Second, "deadline for in-flight checks at shutdown")
+		pprofOn       = fs.Bool("admin-pprof", false, "serve Go's /debug/pprof/ on the admin port (profiling; keep the admin port private)")
 		cacheEntries  = fs.Int("token-cache-entries", token.DefaultCacheEntries, "verified tokens to remember (0 disables the cache)")
 		cacheBytes    = fs.Int("token-cache-bytes", token.DefaultCacheBytes, "memory budget of the verified-token cache")
 	)
@@ -112,7 +113,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 
 	srv, err := server.New(server.Config{
 		GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, AdminAddr: *adminAddr, Realm: *realm,
-		ShutdownDelay: *shutdownDelay, ShutdownTimeout: *shutdownTO,
+		ShutdownDelay: *shutdownDelay, ShutdownTimeout: *shutdownTO, Pprof: *pprofOn,
 	}, e, m, reg, log)
 	if err != nil {
 		return err

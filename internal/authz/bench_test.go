@@ -1,0 +1,79 @@
+package authz_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/betterauth-extauthz/extauthz/internal/authz"
+	"github.com/betterauth-extauthz/extauthz/internal/engine/enginetest"
+	"github.com/betterauth-extauthz/extauthz/internal/token"
+	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
+)
+
+// alwaysAllow is the baseline: an ext_authz server that does nothing.
+type alwaysAllow struct {
+	authv3.UnimplementedAuthorizationServer
+}
+
+func (alwaysAllow) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return &authv3.CheckResponse{Status: &status.Status{}, HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}}}, nil
+}
+
+// benchGRPC measures one Check round trip over a loopback gRPC connection, client
+// and server in this process, so it counts both sides' CPU as a proxy would see it.
+func benchGRPC(b *testing.B, srv authv3.AuthorizationServer, tokens []string) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(s, srv)
+	go func() { _ = s.Serve(lis) }()
+	defer s.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	c := authv3.NewAuthorizationClient(conn)
+	reqs := make([]*authv3.CheckRequest, len(tokens))
+	for i, tok := range tokens {
+		reqs[i] = checkRequest("GET", "/api/"+uuidA+"/tasks", map[string]string{"authorization": "Bearer " + tok, "x-request-id": "r"})
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		resp, err := c.Check(context.Background(), reqs[i%len(reqs)])
+		if err != nil || resp.GetOkResponse() == nil {
+			b.Fatalf("%v %v", resp, err)
+		}
+		i++
+	}
+}
+
+// The trivial server gets the very request the warm one does.
+func BenchmarkGRPCTrivial(b *testing.B) {
+	_, key := enginetest.New(b, doc, now, nil)
+	benchGRPC(b, alwaysAllow{}, []string{key.Sign(tokentest.Claims(iss, "userA", uuidA, now), nil)})
+}
+
+func BenchmarkGRPCWarm(b *testing.B) {
+	e, key := enginetest.New(b, doc, now, nil, token.WithCache(token.NewCache(0, 0)))
+	benchGRPC(b, &authz.GRPC{Engine: e}, []string{key.Sign(tokentest.Claims(iss, "userA", uuidA, now), nil)})
+}
+
+func BenchmarkGRPCCold(b *testing.B) {
+	e, key := enginetest.New(b, doc, now, nil, token.WithCache(token.NewCache(128, 0)))
+	toks := make([]string, 8192)
+	for i := range toks {
+		toks[i] = key.Sign(tokentest.Claims(iss, fmt.Sprintf("user-%d", i), uuidA, now), nil)
+	}
+	benchGRPC(b, &authz.GRPC{Engine: e}, toks)
+}
