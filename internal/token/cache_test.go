@@ -58,13 +58,20 @@ func cachedVerifier(t *testing.T, c *token.Cache, clk *clock, ks token.KeySource
 	return v
 }
 
-func TestCacheHitSkipsVerification(t *testing.T) {
+// cacheFixture: one key "k1" in a changeable keyring, a settable clock at now, an
+// unbounded cache, and a verifier using them.
+func cacheFixture(t *testing.T) (*tokentest.Key, *keyring, *clock, *token.Cache, *token.Verifier) {
+	t.Helper()
 	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
 	ring := newKeyring(t, k1)
 	clk := &clock{}
 	clk.ns.Store(now.UnixNano())
 	c := token.NewCache(0, 0)
-	v := cachedVerifier(t, c, clk, ring)
+	return k1, ring, clk, c, cachedVerifier(t, c, clk, ring)
+}
+
+func TestCacheHitSkipsVerification(t *testing.T) {
+	k1, ring, _, c, v := cacheFixture(t)
 	tok := k1.Sign(tokentest.Claims(iss, "u", "x", now), nil)
 	first, err := v.Verify(context.Background(), tok)
 	if err != nil {
@@ -170,12 +177,7 @@ func TestCacheDropsWhenKeyOrIssuerGoes(t *testing.T) {
 }
 
 func TestCacheNeverStoresFailures(t *testing.T) {
-	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
-	ring := newKeyring(t, k1)
-	clk := &clock{}
-	clk.ns.Store(now.UnixNano())
-	c := token.NewCache(0, 0)
-	v := cachedVerifier(t, c, clk, ring)
+	_, ring, _, c, v := cacheFixture(t)
 	forged := tokentest.NewKey(jwa.EdDSA, "k1").Sign(tokentest.Claims(iss, "u", "x", now), nil)
 	for range 3 {
 		if _, err := v.Verify(context.Background(), forged); codeOf(err) != reason.SignatureInvalid {
