@@ -61,6 +61,7 @@ type Error struct {
 	Err    error
 }
 
+// Error formats the code, the detail and the cause.
 func (e *Error) Error() string {
 	if e.Err != nil {
 		return fmt.Sprintf("%s: %s: %v", e.Code, e.Detail, e.Err)
@@ -68,6 +69,7 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %s", e.Code, e.Detail)
 }
 
+// Unwrap returns the cause, for errors.Is and errors.As.
 func (e *Error) Unwrap() error { return e.Err }
 
 // Message is the detail and cause without the code, for logs that carry the code
