@@ -10,7 +10,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 CACHE    ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/extauthz
 FUZZTIME ?= 10s
 
-.PHONY: build test lint unit deploy-test k8s-tools fuzz e2e bench demo clean
+.PHONY: build test lint unit deploy-test k8s-tools fuzz e2e bench bench-envoy demo clean
 
 build: ## the extauthz binary, static
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/extauthz ./cmd/extauthz
@@ -49,6 +49,10 @@ bench: build $(GHZ) ## go test benchmarks of the Check path, then the ghz load b
 	$(GO) test -run='^$$' -bench=. -benchmem -count=5 ./internal/engine/ ./internal/authz/
 	$(GO) build -o bin/trivial ./bench/trivial
 	$(GO) run ./bench/loadbench -ghz $(GHZ) -extauthz bin/extauthz -trivial bin/trivial $(BENCH_FLAGS)
+
+bench-envoy: ## latency a real Envoy adds with the ext_authz hop, against the same Envoy without it
+	env_file=$$(mktemp); hack/e2e-env.sh > "$$env_file"; source "$$env_file"; rm -f "$$env_file"; \
+	$(GO) test -run '^$$' -bench EnvoyHop -benchtime 5000x -count 5 ./test/e2e/
 
 demo: ## Better Auth + extauthz + Envoy + nginx + FastAPI, two users, a transcript; DEMO_FLAGS=-stop to end at once
 	@env_file=$$(mktemp); hack/e2e-env.sh > "$$env_file"; source "$$env_file"; rm -f "$$env_file"; \

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -28,11 +29,9 @@ func StartEnvoy(t Tools, dir, name, extauthzGRPC, backend string) (*Envoy, error
 		return nil, err
 	}
 	listen, admin := FreePort(), FreePort()
-	cfg, err := movePorts(string(src), map[string]string{
-		"port_value: 8080 ": fmt.Sprintf("port_value: %d ", listen),
-		"port_value: 9901 ": fmt.Sprintf("port_value: %d ", admin),
-		"port_value: 9001 ": "port_value: " + portOf(extauthzGRPC) + " ",
-		"port_value: 8000 ": "port_value: " + portOf(backend) + " ",
+	cfg, err := moveEnvoyPorts(string(src), map[string]string{
+		"8080": fmt.Sprint(listen), "9901": fmt.Sprint(admin),
+		"9001": portOf(extauthzGRPC), "8000": portOf(backend),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("examples/envoy/envoy.yaml: %w", err)
@@ -123,6 +122,28 @@ func movePorts(cfg string, repl map[string]string) (string, error) {
 			return "", fmt.Errorf("expected %q in the shipped example", old)
 		}
 		cfg = strings.ReplaceAll(cfg, old, new)
+	}
+	return cfg, nil
+}
+
+var portValue = regexp.MustCompile(`(port_value:\s*)(\d+)\b`)
+
+// moveEnvoyPorts rewrites every port_value found in repl, and fails if one of them
+// is missing from the config.
+func moveEnvoyPorts(cfg string, repl map[string]string) (string, error) {
+	seen := map[string]bool{}
+	cfg = portValue.ReplaceAllStringFunc(cfg, func(m string) string {
+		sub := portValue.FindStringSubmatch(m)
+		if to, ok := repl[sub[2]]; ok {
+			seen[sub[2]] = true
+			return sub[1] + to
+		}
+		return m
+	})
+	for from := range repl {
+		if !seen[from] {
+			return "", fmt.Errorf("expected port_value %s in the config", from)
+		}
 	}
 	return cfg, nil
 }
