@@ -110,8 +110,8 @@ func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
 		}
 	}
 	t.Logf("%d expressions use %d metric names; extauthz exports %d", len(exprs), len(used), len(exported))
-	// The dashboard covers decisions by reason, latency and JWKS age at least.
-	for _, must := range []string{"extauthz_decisions_total", "extauthz_check_duration_seconds_bucket", "extauthz_jwks_last_success_timestamp_seconds"} {
+	// The dashboard covers decisions by reason, latency, JWKS age and the token cache at least.
+	for _, must := range []string{"extauthz_decisions_total", "extauthz_check_duration_seconds_bucket", "extauthz_jwks_last_success_timestamp_seconds", "extauthz_token_cache_hits_total"} {
 		if !used[must] {
 			t.Errorf("nothing queries %s", must)
 		}
