@@ -157,6 +157,11 @@ type Claims struct {
 	Set ClaimSet
 }
 
+// registeredClaims are the RFC 7519 claims jwx validates and types.
+var registeredClaims = []string{
+	jwt.IssuerKey, jwt.SubjectKey, jwt.AudienceKey, jwt.ExpirationKey, jwt.NotBeforeKey, jwt.IssuedAtKey, jwt.JwtIDKey,
+}
+
 // header is the subset of the JOSE header we act on.
 type header struct {
 	Alg  string          `json:"alg"`
@@ -234,15 +239,19 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*cacheEntry, error) 
 	if err != nil {
 		return nil, reason.Wrap(reason.TokenMalformed, "signature is not base64url", err)
 	}
-	// jwx's Token decodes and types the registered claims for validation; the plain
-	// map is what policies and identity headers read.
-	tok := jwt.New()
-	if err := json.Unmarshal(payload, tok); err != nil {
-		return nil, reason.Wrap(reason.TokenMalformed, "claims are not a valid JWT claims set", err)
-	}
+	// Decode the claims once; jwx's Token gets the registered ones (it types them for
+	// jwt.Validate), the plain map is what policies and identity headers read.
 	var claims map[string]any
 	if err := strictUnmarshal(payload, &claims); err != nil {
 		return nil, reason.Wrap(reason.TokenMalformed, "claims are not a JSON object", err)
+	}
+	tok := jwt.New()
+	for _, name := range registeredClaims {
+		if v, ok := claims[name]; ok {
+			if err := tok.Set(name, v); err != nil {
+				return nil, reason.Wrap(reason.TokenMalformed, "claim "+name+" has the wrong type", err)
+			}
+		}
 	}
 
 	// The unverified iss only selects which issuer's keys to try; a forged iss can
