@@ -216,15 +216,6 @@ func (c *Cache) Keys() []*Key {
 	return out
 }
 
-// Age returns how long ago the current key set was fetched, and false if there is none.
-func (c *Cache) Age() (time.Duration, bool) {
-	s := c.current()
-	if s == nil {
-		return 0, false
-	}
-	return c.cfg.Now().Sub(s.fetched), true
-}
-
 func (c *Cache) loop(ctx context.Context) {
 	defer close(c.stopped)
 	backoff := time.Second

@@ -57,13 +57,6 @@ func (s *jwksServer) set(status int, body []byte) {
 	s.mu.Unlock()
 }
 
-// clock is a settable time source.
-type clock struct{ ns atomic.Int64 }
-
-func newClock() *clock               { c := &clock{}; c.ns.Store(time.Unix(1_800_000_000, 0).UnixNano()); return c }
-func (c *clock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
-func (c *clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
-
 func start(t *testing.T, cfg jwkscache.Config) *jwkscache.Cache {
 	t.Helper()
 	if cfg.Logger == nil {
@@ -129,7 +122,7 @@ func TestKidFloodCoalescesAndCoolsDown(t *testing.T) {
 	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
 	srv := newJWKSServer(t, tokentest.JWKS(k1))
 	m := metrics.New(prometheus.NewRegistry())
-	clk := newClock()
+	clk := tokentest.NewClock(time.Unix(1_800_000_000, 0))
 	c := start(t, jwkscache.Config{URL: srv.URL, Name: "iss", RefreshInterval: time.Hour, Cooldown: 30 * time.Second, Metrics: m, Now: clk.Now})
 	base := srv.hits.Load()
 
@@ -173,7 +166,7 @@ func TestKidFloodCoalescesAndCoolsDown(t *testing.T) {
 func TestOutageKeepsKeysUntilMaxStale(t *testing.T) {
 	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
 	srv := newJWKSServer(t, tokentest.JWKS(k1))
-	clk := newClock()
+	clk := tokentest.NewClock(time.Unix(1_800_000_000, 0))
 	c := start(t, jwkscache.Config{URL: srv.URL, RefreshInterval: 20 * time.Millisecond, MaxStale: time.Hour, Now: clk.Now})
 	srv.set(http.StatusServiceUnavailable, []byte("down"))
 	hits := srv.hits.Load()

@@ -77,9 +77,14 @@ func Load(data []byte) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(data)
-	p.Hash = hex.EncodeToString(sum[:8])
+	p.Hash = Hash(data)
 	return p, nil
+}
+
+// Hash identifies a policy document: the first 16 hex digits of its SHA-256.
+func Hash(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:8])
 }
 
 // Compile validates c and builds a Policy. Errors name the rule and field.

@@ -56,14 +56,16 @@ func (r *Reloader) Apply(ctx context.Context, source string, doc []byte) (Result
 	defer r.mu.Unlock()
 	log := r.log().With("source", source)
 
+	// The informer's periodic resync and editors that rewrite a file unchanged send
+	// the same document again: recognise it before compiling anything.
+	if h := policy.Hash(doc); h == r.hash {
+		return Unchanged, h, nil
+	}
 	p, err := policy.Load(doc)
 	if err != nil {
 		r.Metrics.PolicyRejected(source)
 		log.Error("policy rejected; the previous policy stays in force", "error", err.Error(), "previous_hash", r.hash)
 		return Rejected, "", err
-	}
-	if p.Hash == r.hash {
-		return Unchanged, p.Hash, nil
 	}
 	snap, caches, err := engine.Build(p, r.Pool, r.Log, r.VerifierOptions...)
 	if err != nil {

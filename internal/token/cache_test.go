@@ -40,18 +40,13 @@ func (k *keyring) Lookup(ctx context.Context, kid string) (*jwkscache.Key, error
 
 func (k *keyring) Peek(kid string) *jwkscache.Key { return k.keys.Load().Peek(kid) }
 
-type clock struct{ ns atomic.Int64 }
-
-func (c *clock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
-func (c *clock) add(d time.Duration) { c.ns.Add(int64(d)) }
-
-func cachedVerifier(t *testing.T, c *token.Cache, clk *clock, ks token.KeySource, audiences ...string) *token.Verifier {
+func cachedVerifier(t *testing.T, c *token.Cache, clk *tokentest.Clock, ks token.KeySource, audiences ...string) *token.Verifier {
 	t.Helper()
 	if len(audiences) == 0 {
 		audiences = []string{iss}
 	}
 	v, err := token.NewVerifier([]token.Issuer{{Issuer: iss, Audiences: audiences, Keys: ks}},
-		token.WithClock(clk.now), token.WithCache(c))
+		token.WithClock(clk.Now), token.WithCache(c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,12 +55,11 @@ func cachedVerifier(t *testing.T, c *token.Cache, clk *clock, ks token.KeySource
 
 // cacheFixture: one key "k1" in a changeable keyring, a settable clock at now, an
 // unbounded cache, and a verifier using them.
-func cacheFixture(t *testing.T) (*tokentest.Key, *keyring, *clock, *token.Cache, *token.Verifier) {
+func cacheFixture(t *testing.T) (*tokentest.Key, *keyring, *tokentest.Clock, *token.Cache, *token.Verifier) {
 	t.Helper()
 	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
 	ring := newKeyring(t, k1)
-	clk := &clock{}
-	clk.ns.Store(now.UnixNano())
+	clk := tokentest.NewClock(now)
 	c := token.NewCache(0, 0)
 	return k1, ring, clk, c, cachedVerifier(t, c, clk, ring)
 }
@@ -93,24 +87,23 @@ func TestCacheHitSkipsVerification(t *testing.T) {
 
 func TestCacheNeverOutlivesTheToken(t *testing.T) {
 	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
-	clk := &clock{}
-	clk.ns.Store(now.UnixNano())
+	clk := tokentest.NewClock(now)
 	v := cachedVerifier(t, token.NewCache(0, 0), clk, newKeyring(t, k1))
 	tok := k1.Sign(tokentest.Claims(iss, "u", "x", now), nil) // exp = now + 15m
 	if _, err := v.Verify(context.Background(), tok); err != nil {
 		t.Fatal(err)
 	}
-	clk.add(15*time.Minute + token.DefaultLeeway - time.Second)
+	clk.Add(15*time.Minute + token.DefaultLeeway - time.Second)
 	if _, err := v.Verify(context.Background(), tok); err != nil {
 		t.Fatalf("within exp+leeway: %v", err)
 	}
-	clk.add(2 * time.Second)
+	clk.Add(2 * time.Second)
 	if _, err := v.Verify(context.Background(), tok); codeOf(err) != reason.TokenExpired {
 		t.Fatalf("past exp+leeway: %v, want token_expired", err)
 	}
 
 	// nbf: not valid (so not cached) before, valid after.
-	clk.ns.Store(now.UnixNano())
+	clk.Set(now)
 	early := k1.Sign(tokentest.Claims(iss, "u", "x", now), nil)
 	claims := tokentest.Claims(iss, "u", "x", now)
 	claims["nbf"] = now.Add(time.Minute).Unix()
@@ -121,7 +114,7 @@ func TestCacheNeverOutlivesTheToken(t *testing.T) {
 			t.Fatalf("before nbf: %v", err)
 		}
 	}
-	clk.add(time.Minute)
+	clk.Add(time.Minute)
 	if _, err := v.Verify(context.Background(), future); err != nil {
 		t.Fatalf("after nbf: %v", err)
 	}
@@ -130,8 +123,7 @@ func TestCacheNeverOutlivesTheToken(t *testing.T) {
 func TestCacheDropsWhenKeyOrIssuerGoes(t *testing.T) {
 	k1, k2 := tokentest.NewKey(jwa.EdDSA, "k1"), tokentest.NewKey(jwa.EdDSA, "k2")
 	ring := newKeyring(t, k1, k2)
-	clk := &clock{}
-	clk.ns.Store(now.UnixNano())
+	clk := tokentest.NewClock(now)
 	c := token.NewCache(0, 0)
 	v := cachedVerifier(t, c, clk, ring)
 	tok := k1.Sign(tokentest.Claims(iss, "u", "x", now), nil)
@@ -159,7 +151,7 @@ func TestCacheDropsWhenKeyOrIssuerGoes(t *testing.T) {
 		t.Fatalf("audience changed: %v", err)
 	}
 	other, err := token.NewVerifier([]token.Issuer{{Issuer: "https://else.example.com", Audiences: []string{"x"}, Keys: ring}},
-		token.WithClock(clk.now), token.WithCache(c))
+		token.WithClock(clk.Now), token.WithCache(c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,8 +183,7 @@ func TestCacheNeverStoresFailures(t *testing.T) {
 
 func TestCacheIsBounded(t *testing.T) {
 	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
-	clk := &clock{}
-	clk.ns.Store(now.UnixNano())
+	clk := tokentest.NewClock(now)
 	c := token.NewCache(128, 0)
 	v := cachedVerifier(t, c, clk, newKeyring(t, k1))
 	for i := range 1000 {
@@ -218,8 +209,7 @@ func TestCacheIsBounded(t *testing.T) {
 
 func TestCacheConcurrent(t *testing.T) {
 	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
-	clk := &clock{}
-	clk.ns.Store(now.UnixNano())
+	clk := tokentest.NewClock(now)
 	c := token.NewCache(256, 0)
 	v := cachedVerifier(t, c, clk, newKeyring(t, k1))
 	toks := make([]string, 64)
@@ -257,11 +247,10 @@ func TestCacheConcurrent(t *testing.T) {
 func TestWithClaimsKeepsOnlyThose(t *testing.T) {
 	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
 	ring := newKeyring(t, k1)
-	clk := &clock{}
-	clk.ns.Store(now.UnixNano())
+	clk := tokentest.NewClock(now)
 	c := token.NewCache(0, 0)
 	v, err := token.NewVerifier([]token.Issuer{{Issuer: iss, Audiences: []string{iss}, Keys: ring}},
-		token.WithClock(clk.now), token.WithCache(c), token.WithClaims([]string{"uuid", "sub", "uuid"}))
+		token.WithClock(clk.Now), token.WithCache(c), token.WithClaims([]string{"uuid", "sub", "uuid"}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -129,3 +130,22 @@ func must(err error) {
 
 // JWK returns the public key as a jwk.Key (for a forged "jwk" header).
 func (k *Key) JWK() jwk.Key { return k.public }
+
+// Clock is a settable time source for code that takes a `func() time.Time`.
+type Clock struct{ ns atomic.Int64 }
+
+// NewClock returns a Clock set to t.
+func NewClock(t time.Time) *Clock {
+	c := &Clock{}
+	c.ns.Store(t.UnixNano())
+	return c
+}
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time { return time.Unix(0, c.ns.Load()) }
+
+// Add moves the clock by d.
+func (c *Clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
+
+// Set moves the clock to t.
+func (c *Clock) Set(t time.Time) { c.ns.Store(t.UnixNano()) }
