@@ -171,7 +171,7 @@ func scrapeExercised(t *testing.T) map[string]bool {
 	} {
 		_, err := authv3.NewAuthorizationClient(conn).Check(context.Background(), &authv3.CheckRequest{
 			Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-				Method: "GET", Path: "/api/" + uuid + "/tasks", Headers: map[string]string{"authorization": "Bearer " + tok},
+				Method: "GET", Host: "api.example.com", Path: "/api/" + uuid + "/tasks", Headers: map[string]string{"authorization": "Bearer " + tok},
 			}}},
 		})
 		if err != nil {

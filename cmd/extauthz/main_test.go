@@ -73,6 +73,23 @@ func TestPolicyCheck(t *testing.T) {
 	if code != 1 || !strings.Contains(out, `rules[0] "own": owner.param`) {
 		t.Fatalf("bad policy: %d %s", code, out)
 	}
+
+	// Lint: an owner rule next to default: authenticated is valid, with a warning;
+	// --strict makes the warning fatal.
+	lint := filepath.Join(t.TempDir(), "lint.yaml")
+	os.WriteFile(lint, []byte("issuers: [{betterAuthURL: https://a.example}]\ndefault: authenticated\nrules: [{name: own, paths: ['/api/{id}'], owner: {param: id, claim: uuid}}, {name: all, paths: ['/api/**']}]\n"), 0o600)
+	code, out = runCLI("policy", "check", lint)
+	if code != 0 || !strings.Contains(out, `warning: rule "own" checks ownership, but default: authenticated`) ||
+		!strings.Contains(out, `warning: rule "own" checks ownership, but the later rule "all"`) || !strings.Contains(out, "ok:") {
+		t.Fatalf("lint: %d %s", code, out)
+	}
+	code, out = runCLI("policy", "check", "--strict", lint)
+	if code != 1 || !strings.Contains(out, "2 lint warning(s) with --strict") {
+		t.Fatalf("lint --strict: %d %s", code, out)
+	}
+	if code, out := runCLI("policy", "check", "--strict", "../../examples/policy.yaml"); code != 0 {
+		t.Fatalf("example policy is not lint-clean: %d %s", code, out)
+	}
 }
 
 func TestVerifyJWKS(t *testing.T) {
@@ -192,7 +209,7 @@ func TestServeBinary(t *testing.T) {
 	check := func(auth string) *authv3.CheckResponse {
 		resp, err := authv3.NewAuthorizationClient(conn).Check(context.Background(), &authv3.CheckRequest{
 			Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-				Method: "GET", Path: "/anything", Headers: map[string]string{"authorization": auth},
+				Method: "GET", Host: "api.example.com", Path: "/anything", Headers: map[string]string{"authorization": auth},
 			}}},
 		})
 		if err != nil {

@@ -221,7 +221,7 @@ func peek(raw string) (header, claims string) {
 
 func cmdPolicy(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usageErr("policy check FILE | policy explain --config FILE --method M --path P")
+		return usageErr("policy check [--strict] FILE | policy explain --config FILE --method M --path P")
 	}
 	switch args[0] {
 	case "check":
@@ -233,24 +233,37 @@ func cmdPolicy(args []string, stdout io.Writer) error {
 }
 
 func cmdPolicyCheck(args []string, stdout io.Writer) error {
-	if len(args) != 1 {
-		return usageErr("policy check takes one FILE")
+	fs := flag.NewFlagSet("policy check", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	strict := fs.Bool("strict", false, "treat lint warnings as errors")
+	if err := fs.Parse(args); err != nil {
+		return err
 	}
-	b, err := os.ReadFile(args[0])
+	if fs.NArg() != 1 {
+		return usageErr("policy check [--strict] takes one FILE")
+	}
+	file := fs.Arg(0)
+	b, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
 	p, err := policy.Load(b)
 	if err != nil {
-		return fmt.Errorf("%s: %w", args[0], err)
+		return fmt.Errorf("%s: %w", file, err)
 	}
 	for _, is := range p.Issuers {
-		fmt.Fprintf(stdout, "issuer %s (aud %s, jwks %s, algs %v)\n", is.Issuer, strings.Join(is.Audiences, ","), is.JWKSURL, is.Algorithms)
+		fmt.Fprintf(stdout, "issuer %s (aud %s, jwks %s, algs %v)\n", is.Issuer, strings.Join(is.Audiences, ","), jwkscache.RedactURL(is.JWKSURL), is.Algorithms)
 	}
 	for _, r := range p.Rules {
 		fmt.Fprintf(stdout, "rule %s\n", r.Name)
 	}
-	fmt.Fprintf(stdout, "ok: %s is valid (hash %s)\n", args[0], p.Hash)
+	for _, w := range p.Warnings {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
+	if *strict && len(p.Warnings) > 0 {
+		return fmt.Errorf("%s: %d lint warning(s) with --strict", file, len(p.Warnings))
+	}
+	fmt.Fprintf(stdout, "ok: %s is valid (hash %s)\n", file, p.Hash)
 	return nil
 }
 
@@ -261,7 +274,7 @@ func cmdPolicyExplain(args []string, stdout io.Writer) error {
 	cfgFile := fs.String("config", "", "policy file")
 	method := fs.String("method", "GET", "request method")
 	path := fs.String("path", "", "request path (query string allowed)")
-	host := fs.String("host", "", "request host")
+	host := fs.String("host", "localhost", "request host (the Host header)")
 	tok := fs.String("token", "", "Bearer token (\"-\" reads standard input)")
 	origin := fs.String("origin", "", "Origin header (for CORS preflight)")
 	preflight := fs.String("preflight-method", "", "Access-Control-Request-Method header")

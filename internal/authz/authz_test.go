@@ -100,8 +100,9 @@ func TestGRPCAllowSetsAndStripsIdentityHeaders(t *testing.T) {
 			t.Errorf("header %s = %q, want %q", k, set[k], v)
 		}
 	}
-	// The token has no role claim: the client's x-user-role must be removed.
-	if !slices.Equal(ok.GetHeadersToRemove(), []string{"x-user-role"}) {
+	// The token has no role claim: the client's x-user-role must be removed, and so
+	// must every method-override header.
+	if !slices.Equal(ok.GetHeadersToRemove(), []string{"x-user-role", "x-http-method-override", "x-http-method", "x-method-override"}) {
 		t.Errorf("headers_to_remove = %v", ok.GetHeadersToRemove())
 	}
 	md := resp.GetDynamicMetadata().AsMap()
@@ -230,15 +231,24 @@ func TestHTTPDialects(t *testing.T) {
 		{"envoy", "GET", base + authz.EnvoyPrefix + own + "?x=1", map[string]string{"Authorization": good, "X-User-Role": "admin"}, 200},
 		{"envoy", "DELETE", base + authz.EnvoyPrefix + other, map[string]string{"Authorization": good}, 403},
 		{"envoy", "GET", base + authz.EnvoyPrefix + own, nil, 401},
-		{"nginx", "GET", base + authz.NginxPath, map[string]string{"Authorization": good, "X-Original-URI": own + "?q", "X-Original-Method": "POST"}, 200},
-		{"nginx", "GET", base + authz.NginxPath, map[string]string{"Authorization": good, "X-Original-URI": other}, 403},
-		{"nginx", "GET", base + authz.NginxPath, map[string]string{"X-Original-URI": own}, 401},
+		{"nginx", "GET", base + authz.NginxPath, nginx(good, own+"?q", "POST", "api.example.com"), 200},
+		{"nginx", "GET", base + authz.NginxPath, nginx(good, other, "GET", "api.example.com"), 403},
+		{"nginx", "GET", base + authz.NginxPath, nginx("", own, "GET", "api.example.com"), 401},
 		// auth_request turns anything but 2xx/401/403 into a 500: a rejected path is a 403 there.
-		{"nginx", "GET", base + authz.NginxPath, map[string]string{"Authorization": good, "X-Original-URI": "/api/" + uuidA + "/%2e%2e/" + uuidB + "/tasks"}, 403},
-		{"nginx", "GET", base + authz.NginxPath, map[string]string{"Authorization": good}, 403}, // misconfigured: no X-Original-URI
+		{"nginx", "GET", base + authz.NginxPath, nginx(good, "/api/"+uuidA+"/%2e%2e/"+uuidB+"/tasks", "GET", "api.example.com"), 403},
+		// Misconfigured: each X-Original-* is required, never taken from the check request itself.
+		{"nginx", "GET", base + authz.NginxPath, nginx(good, "", "GET", "api.example.com"), 403},
+		{"nginx", "GET", base + authz.NginxPath, nginx(good, own, "", "api.example.com"), 403},
+		{"nginx", "GET", base + authz.NginxPath, nginx(good, own, "GET", ""), 403},
+		// nginx cannot remove these from the request it forwards, so they are refused.
+		{"nginx", "GET", base + authz.NginxPath, with(nginx(good, own, "POST", "api.example.com"), "X-HTTP-Method-Override", "DELETE"), 403},
+		{"nginx", "GET", base + authz.NginxPath, with(nginx(good, own, "GET", "api.example.com"), "X_User_Uuid", uuidB), 403},
 		{"traefik", "GET", base + authz.TraefikPath, map[string]string{"Authorization": good, "X-Forwarded-Uri": own, "X-Forwarded-Method": "GET", "X-Forwarded-Host": "api.example.com"}, 200},
-		{"traefik", "GET", base + authz.TraefikPath, map[string]string{"Authorization": good, "X-Forwarded-Uri": other, "X-Forwarded-Method": "GET"}, 403},
-		{"traefik", "GET", base + authz.TraefikPath, map[string]string{"Authorization": good, "X-Forwarded-Uri": "/api/" + uuidA + "/..%2F" + uuidB + "/tasks", "X-Forwarded-Method": "GET"}, 400},
+		{"traefik", "GET", base + authz.TraefikPath, map[string]string{"Authorization": good, "X-Forwarded-Uri": other, "X-Forwarded-Method": "GET", "X-Forwarded-Host": "api.example.com"}, 403},
+		{"traefik", "GET", base + authz.TraefikPath, map[string]string{"Authorization": good, "X-Forwarded-Uri": own, "X-Forwarded-Method": "GET"}, 400}, // no host
+		{"traefik", "GET", base + authz.TraefikPath, map[string]string{"Authorization": good, "X-Forwarded-Uri": "/api/" + uuidA + "/..%2F" + uuidB + "/tasks", "X-Forwarded-Method": "GET", "X-Forwarded-Host": "api.example.com"}, 400},
+		{"traefik", "GET", base + authz.TraefikPath, map[string]string{"Authorization": good, "X-Forwarded-Uri": own, "X-Forwarded-Method": "POST", "X-Forwarded-Host": "api.example.com", "X-Http-Method": "DELETE"}, 400},
+		{"envoy", "POST", base + authz.EnvoyPrefix + own, map[string]string{"Authorization": good, "X-HTTP-Method-Override": "DELETE"}, 200}, // removed by Envoy instead
 		// A dialect reads only its own headers: nginx's X-Original-URI means nothing to Traefik.
 		{"traefik", "GET", base + authz.TraefikPath, map[string]string{"Authorization": good, "X-Original-URI": own}, 400},
 		{"none", "GET", base + "/", map[string]string{"Authorization": good}, 404},
@@ -254,7 +264,7 @@ func TestHTTPDialects(t *testing.T) {
 				if resp.Header.Get("X-User-Uuid") != uuidA || resp.Header.Get("X-User-Id") != "userA" {
 					t.Fatalf("identity headers %v", resp.Header)
 				}
-				if tc.dialect == "envoy" && resp.Header.Get("X-Envoy-Auth-Headers-To-Remove") != "x-user-role" {
+				if tc.dialect == "envoy" && resp.Header.Get("X-Envoy-Auth-Headers-To-Remove") != "x-user-role,x-http-method-override,x-http-method,x-method-override" {
 					t.Fatalf("headers to remove: %q", resp.Header.Get("X-Envoy-Auth-Headers-To-Remove"))
 				}
 			case 401:
@@ -264,6 +274,24 @@ func TestHTTPDialects(t *testing.T) {
 			}
 		})
 	}
+}
+
+func nginx(bearer, uri, method, host string) map[string]string {
+	h := map[string]string{"X-Original-URI": uri, "X-Original-Method": method, "X-Original-Host": host}
+	if bearer != "" {
+		h["Authorization"] = bearer
+	}
+	for k, v := range h {
+		if v == "" {
+			delete(h, k)
+		}
+	}
+	return h
+}
+
+func with(h map[string]string, k, v string) map[string]string {
+	h[k] = v
+	return h
 }
 
 // TestHTTPRawDotSegments sends paths that Go's client and ServeMux would clean, over

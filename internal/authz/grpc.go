@@ -15,7 +15,9 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
@@ -60,6 +62,28 @@ func (g *GRPC) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Chec
 	return g.response(d), nil
 }
 
+// Recover is the gRPC server's unary interceptor that turns a panic into an answer:
+// for Check, a deny (internal_error, PERMISSION_DENIED, 403) built by
+// engine.Panicked; for any other method, codes.Internal. grpc-go does not recover
+// handler panics, so without it one request could end the process.
+func Recover(e *engine.Engine) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, in any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			d := e.Panicked(ctx, "grpc", nil, v)
+			if info.FullMethod == authv3.Authorization_Check_FullMethodName {
+				resp, err = (&GRPC{}).response(d), nil
+				return
+			}
+			resp, err = nil, grpcstatus.Error(codes.Internal, "internal error")
+		}()
+		return handler(ctx, in)
+	}
+}
+
 func setHeader(req *engine.Request, key, v string) {
 	switch key {
 	case "authorization":
@@ -70,6 +94,12 @@ func setHeader(req *engine.Request, key, v string) {
 		req.PreflightMethod = v
 	case "x-request-id":
 		req.RequestID = v
+	case "x-http-method-override", "x-http-method", "x-method-override":
+		req.MethodOverride = true
+	default:
+		if strings.IndexByte(key, '_') >= 0 {
+			req.UnderscoreHeaders = append(req.UnderscoreHeaders, key)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
+	"github.com/betterauth-extauthz/extauthz/internal/policy"
 )
 
 // Path prefixes of the HTTP check endpoint, one per proxy dialect. Each dialect
@@ -13,7 +14,8 @@ import (
 const (
 	// EnvoyPrefix is Envoy HTTP ext_authz's path_prefix: the original path follows it.
 	EnvoyPrefix = "/envoy"
-	// NginxPath takes X-Original-URI, X-Original-Method and X-Original-Host (else Host).
+	// NginxPath takes X-Original-URI, X-Original-Method and X-Original-Host, all
+	// required: a request without one is denied, never judged by this request's own.
 	NginxPath = "/nginx"
 	// TraefikPath takes X-Forwarded-Uri, X-Forwarded-Method and X-Forwarded-Host.
 	TraefikPath = "/traefik"
@@ -28,13 +30,35 @@ type HTTP struct {
 
 // ServeHTTP dispatches by dialect. It deliberately does not use http.ServeMux,
 // which would clean or redirect the very paths (.., //) we must judge as sent.
+//
+// nginx and Traefik can only overwrite the identity headers by name, not remove
+// other request headers, so for them a request carrying a method-override header
+// or an underscore variant of an identity header is denied (CannotRemove). Envoy
+// removes what x-envoy-auth-headers-to-remove lists.
 func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var req *engine.Request
+	defer func() {
+		if v := recover(); v != nil {
+			d := h.Engine.Panicked(r.Context(), "http", req, v)
+			h.write(w, "", d)
+		}
+	}()
 	uri := r.RequestURI
-	req := &engine.Request{
+	req = &engine.Request{
 		Authorization:   r.Header.Values("Authorization"),
 		Origin:          r.Header.Get("Origin"),
 		PreflightMethod: r.Header.Get("Access-Control-Request-Method"),
 		RequestID:       r.Header.Get("X-Request-Id"),
+	}
+	for name := range r.Header {
+		if strings.IndexByte(name, '_') >= 0 {
+			req.UnderscoreHeaders = append(req.UnderscoreHeaders, name)
+		}
+	}
+	for _, name := range policy.MethodOverrideHeaders {
+		if _, ok := r.Header[http.CanonicalHeaderKey(name)]; ok {
+			req.MethodOverride = true
+		}
 	}
 	var dialect string
 	switch {
@@ -43,14 +67,16 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		req.Method, req.Path, req.Host = r.Method, uri[len(EnvoyPrefix):], r.Host
 	case pathIs(uri, NginxPath):
 		dialect = "nginx"
-		req.Method = firstNonEmpty(r.Header.Get("X-Original-Method"), r.Method)
+		req.Method = r.Header.Get("X-Original-Method")
 		req.Path = r.Header.Get("X-Original-URI")
-		req.Host = firstNonEmpty(r.Header.Get("X-Original-Host"), r.Host)
+		req.Host = r.Header.Get("X-Original-Host")
+		req.CannotRemove = true
 	case pathIs(uri, TraefikPath):
 		dialect = "traefik"
 		req.Method = r.Header.Get("X-Forwarded-Method")
 		req.Path = r.Header.Get("X-Forwarded-Uri")
 		req.Host = r.Header.Get("X-Forwarded-Host")
+		req.CannotRemove = true
 	default:
 		http.Error(w, `{"error":"not_found"}`, http.StatusNotFound)
 		return
@@ -86,11 +112,4 @@ func (h *HTTP) write(w http.ResponseWriter, dialect string, d engine.Decision) {
 
 func pathIs(uri, p string) bool {
 	return uri == p || strings.HasPrefix(uri, p+"?")
-}
-
-func firstNonEmpty(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

@@ -6,8 +6,10 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +39,16 @@ type Request struct {
 	PreflightMethod string
 	// RequestID (x-request-id) is logged with denies.
 	RequestID string
+	// UnderscoreHeaders are the names of request headers that contain "_", as the
+	// proxy sent them. CGI/WSGI backends read x_user_uuid as x-user-uuid, so a
+	// variant of an identity header must be removed too (oauth2-proxy CVE-2025-64484).
+	UnderscoreHeaders []string
+	// MethodOverride is true when the request carries a method-override header.
+	MethodOverride bool
+	// CannotRemove is set by front doors whose proxy can only overwrite the identity
+	// headers by name (nginx auth_request, Traefik forwardAuth): a request carrying a
+	// header that must be removed is then denied instead.
+	CannotRemove bool
 }
 
 // Header is one header to set on the upstream request.
@@ -116,17 +128,29 @@ func (e *Engine) Check(ctx context.Context, transport string, req *Request) Deci
 	d := e.Decide(ctx, req)
 	e.metrics.Decision(transport, d.Allow, string(d.Reason), d.Rule, time.Since(start))
 	if !d.Allow {
-		e.log.LogAttrs(ctx, slog.LevelInfo, "deny",
-			slog.String("reason", string(d.Reason)),
-			slog.String("detail", d.Detail),
-			slog.String("rule", d.Rule),
-			slog.Int("status", d.Status),
-			slog.String("request_id", req.RequestID),
-			slog.String("method", req.Method),
-			slog.String("transport", transport),
-		)
+		e.LogDeny(ctx, transport, req, d)
 	}
 	return d
+}
+
+// Bounds of request-derived log fields: a client chooses these values.
+const (
+	maxLogRequestID = 128
+	maxLogMethod    = 16
+	maxLogDetail    = 512
+)
+
+// LogDeny writes the one log line of a deny.
+func (e *Engine) LogDeny(ctx context.Context, transport string, req *Request, d Decision) {
+	e.log.LogAttrs(ctx, slog.LevelInfo, "deny",
+		slog.String("reason", string(d.Reason)),
+		slog.String("detail", reason.Clip(d.Detail, maxLogDetail)),
+		slog.String("rule", d.Rule),
+		slog.Int("status", d.Status),
+		slog.String("request_id", reason.Clip(req.RequestID, maxLogRequestID)),
+		slog.String("method", reason.Clip(req.Method, maxLogMethod)),
+		slog.String("transport", transport),
+	)
 }
 
 // Decide is Check without metrics and logs (the CLI's explain uses it).
@@ -136,21 +160,37 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 		return deny(reason.NotReady, "no valid policy is loaded", RuleNone, false)
 	}
 	p := s.Policy
+	if err := policy.CheckMethod(req.Method); err != nil {
+		return deny(reason.MethodRejected, err.Error(), RuleNone, false)
+	}
+	host, err := policy.CanonicalHost(req.Host)
+	if err != nil {
+		return deny(reason.HostRejected, err.Error(), RuleNone, false)
+	}
 	path, err := policy.Canonicalize(req.Path)
 	if err != nil {
 		return deny(reason.PathRejected, err.Error(), RuleNone, false)
 	}
-	preq := &policy.Request{Method: req.Method, Host: req.Host, Path: path}
+	strip := smuggled(p, req.UnderscoreHeaders)
+	if req.CannotRemove {
+		if req.MethodOverride {
+			return deny(reason.MethodRejected, "method-override header, which this proxy cannot remove", RuleNone, false)
+		}
+		if len(strip) > 0 {
+			return deny(reason.HeaderRejected, "variant of identity header "+reason.Clip(strip[0], 64)+", which this proxy cannot remove", RuleNone, false)
+		}
+	}
+	preq := &policy.Request{Method: req.Method, Host: host, Path: path}
 
 	if p.AllowPreflight && req.Method == http.MethodOptions && req.Origin != "" && req.PreflightMethod != "" {
-		return allowAnonymous(p, RulePreflight)
+		return allowAnonymous(p, RulePreflight, strip)
 	}
 	rule, params := p.Match(preq)
 	if rule == nil && p.Default == policy.DefaultDeny {
 		return deny(reason.NoRule, "no rule matches and default is deny", RuleDefault, len(req.Authorization) > 0)
 	}
 	if rule != nil && rule.Public {
-		return allowAnonymous(p, rule.Name)
+		return allowAnonymous(p, rule.Name, strip)
 	}
 	ruleName := RuleDefault
 	if rule != nil {
@@ -172,7 +212,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 		}
 	}
 	d := Decision{Allow: true, Status: http.StatusOK, Rule: ruleName, TokenPresent: true, Claims: claims}
-	d.Set, d.Remove = identityHeaders(p.Identity, claims.Set)
+	d.Set, d.Remove = identityHeaders(p.Identity, claims.Set, strip)
 	return d
 }
 
@@ -187,7 +227,7 @@ func authenticate(ctx context.Context, v *token.Verifier, authz []string) (*toke
 func deny(code reason.Code, detail, rule string, tokenPresent bool) Decision {
 	status := http.StatusForbidden
 	switch {
-	case code == reason.PathRejected:
+	case code.BadRequest():
 		status = http.StatusBadRequest
 	case code.Unauthenticated():
 		status = http.StatusUnauthorized
@@ -195,12 +235,72 @@ func deny(code reason.Code, detail, rule string, tokenPresent bool) Decision {
 	return Decision{Status: status, Reason: code, Detail: detail, Rule: rule, TokenPresent: tokenPresent}
 }
 
-// allowAnonymous lets a request through without identity: every identity header is
-// stripped, so a client cannot smuggle one past a public rule either.
-func allowAnonymous(p *policy.Policy, rule string) Decision {
+// allowAnonymous lets a request through without identity: every identity header
+// (and variant) is stripped, so a client cannot smuggle one past a public rule.
+func allowAnonymous(p *policy.Policy, rule string, strip []string) Decision {
 	d := Decision{Allow: true, Status: http.StatusOK, Rule: rule}
+	d.Remove = make([]string, 0, len(p.Identity)+len(policy.MethodOverrideHeaders)+len(strip))
 	for _, h := range p.Identity {
 		d.Remove = append(d.Remove, h.Name)
 	}
+	d.Remove = append(d.Remove, policy.MethodOverrideHeaders...)
+	d.Remove = append(d.Remove, strip...)
 	return d
+}
+
+// Panicked is the decision for a request that made extauthz panic with v: a deny
+// (internal_error, 403), logged with the stack and counted in
+// extauthz_panics_total. req may be nil when the panic came before it was built.
+// Front doors call it from their recover, so one bad request never takes the
+// process down.
+func (e *Engine) Panicked(ctx context.Context, transport string, req *Request, v any) Decision {
+	d := deny(reason.InternalError, "panic: "+reason.Clip(fmt.Sprint(v), 200), RuleNone, false)
+	e.metrics.Panic(transport)
+	e.metrics.Decision(transport, false, string(d.Reason), d.Rule, 0)
+	e.log.LogAttrs(ctx, slog.LevelError, "panic while deciding; denied",
+		slog.String("panic", reason.Clip(fmt.Sprint(v), 200)),
+		slog.String("transport", transport),
+		slog.String("stack", string(debug.Stack())),
+	)
+	if req == nil {
+		req = &Request{}
+	}
+	e.LogDeny(ctx, transport, req, d)
+	return d
+}
+
+// smuggled returns the request header names that a backend might read as one of the
+// policy's identity headers: the same name with "_" for "-", in any case.
+func smuggled(p *policy.Policy, names []string) []string {
+	var out []string
+	for _, n := range names {
+		for _, h := range p.Identity {
+			if sameHeaderName(n, h.Name) {
+				out = append(out, n)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// sameHeaderName compares a received header name with a configured (lower-case,
+// "-") one the way CGI does: case-insensitively, "_" equal to "-".
+func sameHeaderName(got, want string) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for i := 0; i < len(got); i++ {
+		c := got[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != want[i] {
+			return false
+		}
+	}
+	return true
 }

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
 	"github.com/betterauth-extauthz/extauthz/internal/token"
@@ -14,10 +15,13 @@ import (
 // (that would forge a different identity); the header is removed instead.
 const MaxHeaderValue = 4096
 
-// identityHeaders builds the headers to set from claims, and lists every configured
-// identity header that the claims do not set, so that a client-sent copy is removed.
-func identityHeaders(hs []policy.IdentityHeader, claims token.ClaimSet) (set []Header, remove []string) {
+// identityHeaders builds the headers to set from claims. It lists for removal every
+// configured identity header that the claims do not set (so that a client-sent copy
+// is removed), the method-override headers, and strip (variants of identity headers
+// the request carried).
+func identityHeaders(hs []policy.IdentityHeader, claims token.ClaimSet, strip []string) (set []Header, remove []string) {
 	set = make([]Header, 0, len(hs))
+	remove = make([]string, 0, len(policy.MethodOverrideHeaders)+len(strip)+1)
 	for _, h := range hs {
 		c, _ := claims.Get(h.Claim)
 		v, ok := HeaderValue(c)
@@ -27,13 +31,18 @@ func identityHeaders(hs []policy.IdentityHeader, claims token.ClaimSet) (set []H
 		}
 		set = append(set, Header{Name: h.Name, Value: v})
 	}
+	remove = append(remove, policy.MethodOverrideHeaders...)
+	remove = append(remove, strip...)
 	return set, remove
 }
 
 // HeaderValue renders a claim as a header value. Claims are user-controlled (a
-// Better Auth user picks their own name), so control characters, which could split
-// or fold headers, are dropped. It returns false for absent, null, empty or
-// oversized values.
+// Better Auth user picks their own name). A value that would need changing to be a
+// safe header (control characters, which could split or fold headers; NEL, line
+// separators, U+FFFD from lone surrogates; surrounding white space) is refused
+// rather than cleaned: cleaning could turn two different claims into the same
+// header value, i.e. one identity into another. It returns false for such values
+// and for absent, null, empty or oversized ones; the header is then removed.
 func HeaderValue(v any) (string, bool) {
 	var s string
 	switch t := v.(type) {
@@ -52,30 +61,15 @@ func HeaderValue(v any) (string, bool) {
 		}
 		s = string(b)
 	}
-	s = strings.TrimSpace(sanitize(s))
-	if s == "" || len(s) > MaxHeaderValue {
+	if s == "" || len(s) > MaxHeaderValue || strings.TrimSpace(s) != s || !utf8.ValidString(s) {
 		return "", false
 	}
-	return s, true
-}
-
-func sanitize(s string) string {
-	clean := true
 	for _, r := range s {
 		if unsafeRune(r) {
-			clean = false
-			break
+			return "", false
 		}
 	}
-	if clean {
-		return s
-	}
-	return strings.Map(func(r rune) rune {
-		if unsafeRune(r) {
-			return -1
-		}
-		return r
-	}, s)
+	return s, true
 }
 
 func unsafeRune(r rune) bool {

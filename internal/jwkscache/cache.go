@@ -90,6 +90,12 @@ type Cache struct {
 	inflight    chan struct{}
 	lastRefetch time.Time
 
+	// skipLogged remembers which skipped keys were logged, so that a bad key in the
+	// JWKS costs one log line, not one per refresh. skipMu guards it: the refresh
+	// loop and an unknown-kid refetch may fetch at the same time.
+	skipMu     sync.Mutex
+	skipLogged map[string]bool
+
 	firstDone chan struct{}
 	firstOnce sync.Once
 	stop      context.CancelFunc
@@ -117,13 +123,13 @@ func New(cfg Config) (*Cache, error) {
 		cfg.WaitTimeout = DefaultWaitTimeout
 	}
 	if cfg.Name == "" {
-		cfg.Name = cfg.URL
+		cfg.Name = RedactURL(cfg.URL)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.Client == nil {
-		cfg.Client = newClient(cfg.FetchTimeout, cfg.AllowInsecure)
+		cfg.Client = NewHTTPClient(cfg.FetchTimeout, cfg.AllowInsecure)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -131,7 +137,7 @@ func New(cfg Config) (*Cache, error) {
 	}
 	return &Cache{
 		cfg:       cfg,
-		log:       log.With("issuer", cfg.Name, "jwks_url", cfg.URL),
+		log:       log.With("issuer", cfg.Name, "jwks_url", RedactURL(cfg.URL)),
 		firstDone: make(chan struct{}),
 		stopped:   make(chan struct{}),
 	}, nil
@@ -142,10 +148,11 @@ func New(cfg Config) (*Cache, error) {
 func CheckURL(raw string, allowInsecure bool) error {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("jwks url %q: %w", raw, err)
+		// url.Parse's error quotes the whole URL, credentials included.
+		return fmt.Errorf("jwks url %q does not parse", RedactURL(raw))
 	}
 	if u.Host == "" {
-		return fmt.Errorf("jwks url %q: no host", raw)
+		return fmt.Errorf("jwks url %q: no host", RedactURL(raw))
 	}
 	switch u.Scheme {
 	case "https":
@@ -154,10 +161,22 @@ func CheckURL(raw string, allowInsecure bool) error {
 		if allowInsecure || IsLoopback(u.Hostname()) {
 			return nil
 		}
-		return fmt.Errorf("jwks url %q: https is required (set allowInsecureJWKS to accept plain http)", raw)
+		return fmt.Errorf("jwks url %q: https is required (set allowInsecureJWKS to accept plain http)", RedactURL(raw))
 	default:
-		return fmt.Errorf("jwks url %q: scheme must be https", raw)
+		return fmt.Errorf("jwks url %q: scheme must be https", RedactURL(raw))
 	}
+}
+
+// RedactURL is a URL fit for logs, Events and metric labels: userinfo and query
+// (where tokens and API keys hide) are removed. An unparsable URL is replaced whole.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable url)"
+	}
+	u.User = nil
+	u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", false, "", ""
+	return u.String()
 }
 
 // IsLoopback reports whether host names this machine (localhost, 127.0.0.0/8, ::1).
@@ -169,14 +188,21 @@ func IsLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func newClient(timeout time.Duration, allowInsecure bool) *http.Client {
+// NewHTTPClient returns the client a Cache uses when Config.Client is nil: bounded
+// in time, at most three redirects, none from https to http or to a URL CheckURL
+// refuses.
+func NewHTTPClient(timeout time.Duration, allowInsecure bool) *http.Client {
 	return &http.Client{
 		Timeout: timeout,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 3 {
 				return errors.New("too many redirects")
 			}
-			// A redirect must not downgrade us to plain http where https is required.
+			// Once on https, never back to plain http, not even to loopback: a
+			// redirect must not hand the key set to whoever answers in clear.
+			if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+				return fmt.Errorf("redirect from https to %s refused", req.URL.Scheme)
+			}
 			return CheckURL(req.URL.String(), allowInsecure)
 		},
 	}
@@ -295,9 +321,20 @@ func (c *Cache) refresh(ctx context.Context, trigger string) error {
 
 func (c *Cache) fetch(ctx context.Context) (Static, error) {
 	keys, skipped, err := fetchKeys(ctx, c.cfg.Client, c.cfg.URL)
-	for _, s := range skipped {
-		c.log.Info("jwks key skipped", "reason", s)
+	if err == nil {
+		c.cfg.Metrics.JWKSSkipped(c.cfg.Name, len(skipped))
 	}
+	c.skipMu.Lock()
+	if c.skipLogged == nil {
+		c.skipLogged = map[string]bool{}
+	}
+	for _, s := range skipped {
+		if !c.skipLogged[s] {
+			c.skipLogged[s] = true
+			c.log.Warn("jwks key skipped", "reason", s)
+		}
+	}
+	c.skipMu.Unlock()
 	return keys, err
 }
 
@@ -312,7 +349,7 @@ func Fetch(ctx context.Context, rawURL string, allowInsecure bool, timeout time.
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return fetchKeys(ctx, newClient(timeout, allowInsecure), rawURL)
+	return fetchKeys(ctx, NewHTTPClient(timeout, allowInsecure), rawURL)
 }
 
 func fetchKeys(ctx context.Context, client *http.Client, rawURL string) (Static, []string, error) {
@@ -321,21 +358,27 @@ func fetchKeys(ctx context.Context, client *http.Client, rawURL string) (Static,
 		return nil, nil, err
 	}
 	req.Header.Set("Accept", "application/json")
+	shown := RedactURL(rawURL)
 	resp, err := client.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			// Its message quotes the URL (of the last redirect, too) in full.
+			ue.URL = RedactURL(ue.URL)
+		}
 		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, MaxBodySize))
-		return nil, nil, fmt.Errorf("GET %s: status %d", rawURL, resp.StatusCode)
+		return nil, nil, fmt.Errorf("GET %s: status %d", shown, resp.StatusCode)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodySize+1))
 	if err != nil {
-		return nil, nil, fmt.Errorf("GET %s: reading body: %w", rawURL, err)
+		return nil, nil, fmt.Errorf("GET %s: reading body: %w", shown, err)
 	}
 	if len(body) > MaxBodySize {
-		return nil, nil, fmt.Errorf("GET %s: body larger than %d bytes", rawURL, MaxBodySize)
+		return nil, nil, fmt.Errorf("GET %s: body larger than %d bytes", shown, MaxBodySize)
 	}
 	return ParseSet(body)
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/lestrrat-go/jwx/v2/jwk"
 	"io"
 	"log/slog"
+	"maps"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -309,4 +312,131 @@ func mustJSON(m map[string]any) string {
 		panic(err)
 	}
 	return string(b)
+}
+
+// TestParseSetValidatesKeys: every key that the standard library could not use
+// safely is skipped at parse time, never kept as usable.
+func TestParseSetValidatesKeys(t *testing.T) {
+	ed := tokentest.NewKey(jwa.EdDSA, "good").PublicJWK()
+	es := tokentest.NewKey(jwa.ES256, "es").PublicJWK()
+	rs := tokentest.NewKey(jwa.RS256, "rs").PublicJWK()
+	with := func(base map[string]any, kid string, kv ...any) string {
+		m := maps.Clone(base)
+		m["kid"] = kid
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i].(string)] = kv[i+1]
+		}
+		return mustJSON(m)
+	}
+	x := ed["x"].(string)
+	raw, _ := base64.RawURLEncoding.DecodeString(x)
+	short := base64.RawURLEncoding.EncodeToString(raw[:31])
+	long := base64.RawURLEncoding.EncodeToString(append(raw, 0))
+	// (x, y+1) is not on P-256.
+	y, _ := base64.RawURLEncoding.DecodeString(es["y"].(string))
+	y[len(y)-1]++
+	offCurve := base64.RawURLEncoding.EncodeToString(y)
+	even := base64.RawURLEncoding.EncodeToString(big.NewInt(65536).Bytes())
+	one := base64.RawURLEncoding.EncodeToString([]byte{1})
+	cases := []struct{ name, jwk, want string }{
+		{"Ed25519 x of 31 bytes", with(ed, "short", "x", short), "31 bytes"},
+		{"Ed25519 x of 33 bytes", with(ed, "long", "x", long), "33 bytes"},
+		{"EC point off the curve", with(es, "off", "y", offCurve), "not on"},
+		{"RSA even exponent", with(rs, "even", "e", even), "exponent"},
+		{"RSA exponent 1", with(rs, "one", "e", one), "exponent"},
+		{"key_ops without verify", with(ed, "ops", "key_ops", []string{"encrypt"}), "key_ops"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			keys, skipped, err := jwkscache.ParseSet([]byte(`{"keys":[` + tc.jwk + `,` + with(ed, "good") + `]}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(keys) != 1 || keys["good"] == nil || len(skipped) != 1 || !strings.Contains(skipped[0], tc.want) {
+				t.Fatalf("keys %v skipped %q, want only the good key and a reason with %q", keys, skipped, tc.want)
+			}
+		})
+	}
+	// key_ops that include verify are fine.
+	if keys, _, err := jwkscache.ParseSet([]byte(`{"keys":[` + with(ed, "ok", "key_ops", []string{"verify"}) + `]}`)); err != nil || keys["ok"] == nil {
+		t.Fatalf("key_ops [verify]: %v %v", keys, err)
+	}
+	// A key set over the limit is refused whole.
+	many := make([]string, jwkscache.MaxKeys+1)
+	for i := range many {
+		many[i] = with(ed, fmt.Sprint("k", i))
+	}
+	if _, _, err := jwkscache.ParseSet([]byte(`{"keys":[` + strings.Join(many, ",") + `]}`)); err == nil || !strings.Contains(err.Error(), "more than 100") {
+		t.Fatalf("101 keys: %v", err)
+	}
+}
+
+// TestTooManyKeysKeepsTheLastGoodSet: a refresh that brings a refused set keeps the
+// keys already in use.
+func TestTooManyKeysKeepsTheLastGoodSet(t *testing.T) {
+	k := tokentest.NewKey(jwa.EdDSA, "k1")
+	srv := newJWKSServer(t, tokentest.JWKS(k))
+	c := start(t, jwkscache.Config{URL: srv.URL, RefreshInterval: 20 * time.Millisecond})
+	keys := make([]*tokentest.Key, jwkscache.MaxKeys+1)
+	for i := range keys {
+		keys[i] = tokentest.NewKey(jwa.EdDSA, fmt.Sprint("n", i))
+	}
+	srv.set(200, tokentest.JWKS(keys...))
+	time.Sleep(150 * time.Millisecond)
+	if got, err := c.Lookup(context.Background(), "k1"); err != nil || got == nil {
+		t.Fatalf("lost the good key: %v", err)
+	}
+}
+
+func TestRedirectNeverLeavesHTTPS(t *testing.T) {
+	plain := newJWKSServer(t, tokentest.JWKS(tokentest.NewKey(jwa.EdDSA, "k1")))
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, plain.URL, http.StatusFound)
+	}))
+	defer tlsSrv.Close()
+	c, err := jwkscache.New(jwkscache.Config{URL: tlsSrv.URL, Client: redirectClient(tlsSrv)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start(context.Background())
+	defer c.Stop()
+	<-c.Ready()
+	if _, err := c.Lookup(context.Background(), "k1"); !errors.Is(err, jwkscache.ErrUnavailable) {
+		t.Fatalf("an https JWKS redirected to http (loopback) was used: %v", err)
+	}
+}
+
+// redirectClient is the cache's own client, made to trust the test server's certificate.
+func redirectClient(srv *httptest.Server) *http.Client {
+	c := jwkscache.NewHTTPClient(time.Second, false)
+	c.Transport = srv.Client().Transport
+	return c
+}
+
+func TestRedactURL(t *testing.T) {
+	cases := map[string]string{
+		"https://user:secret@auth.example.com/api/auth/jwks?token=abc#x": "https://auth.example.com/api/auth/jwks",
+		"https://auth.example.com/api/auth/jwks":                         "https://auth.example.com/api/auth/jwks",
+		"http://[::1]:3000/jwks?":                                        "http://[::1]:3000/jwks",
+		"::not a url":                                                    "(unparsable url)",
+	}
+	for in, want := range cases {
+		if got := jwkscache.RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+	srv := newJWKSServer(t, nil)
+	srv.set(500, nil)
+	_, _, err := jwkscache.Fetch(context.Background(), "http://u:secret@"+strings.TrimPrefix(srv.URL, "http://")+"/jwks?key=hunter2", false, time.Second)
+	if err == nil || strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("fetch error leaks credentials: %v", err)
+	}
+	err = jwkscache.CheckURL("http://u:secret@auth.example.com/jwks?key=hunter2", false)
+	if err == nil || strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("CheckURL error leaks credentials: %v", err)
+	}
+	_, _, err = jwkscache.Fetch(context.Background(), "http://u:secret@127.0.0.1:1/jwks?key=hunter2", false, time.Second)
+	if err == nil || strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("connection error leaks credentials: %v", err)
+	}
 }

@@ -8,13 +8,21 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 )
 
-// MinRSABits is the smallest RSA modulus we accept; Better Auth generates 2048-bit keys.
-const MinRSABits = 2048
+// Key set limits. Better Auth generates 2048-bit RSA keys and publishes a handful of
+// keys at most (the current one and those in their grace period).
+const (
+	MinRSABits = 2048
+	// MaxRSABits bounds the cost of one RSA verification a token can ask for.
+	MaxRSABits = 8192
+	// MaxKeys bounds a key set; a larger one is refused whole.
+	MaxKeys = 100
+)
 
 // Key is one usable public key from a JWKS.
 type Key struct {
@@ -47,13 +55,24 @@ func (k Key) Family() string {
 }
 
 // ParseSet parses a JWKS document into usable keys by kid. Keys that cannot be used
-// (symmetric, encryption-only, unknown type or curve, weak RSA, no kid, duplicate kid)
-// are skipped and described in skipped; it is an error only when the document does
-// not parse or leaves no usable key, so an empty set never replaces a good one.
+// (symmetric, encryption-only, unknown type or curve, malformed or weak public key,
+// key_ops without verify, no kid, duplicate kid) are skipped and described in
+// skipped; it is an error only when the document does not parse, holds more than
+// MaxKeys keys, or leaves no usable key, so a bad set never replaces a good one.
 func ParseSet(body []byte) (keys Static, skipped []string, err error) {
+	// A JWKS is input from the network: whatever jwx does with a hostile document,
+	// it must not take the process down.
+	defer func() {
+		if r := recover(); r != nil {
+			keys, skipped, err = nil, nil, fmt.Errorf("parsing jwks: %v", r)
+		}
+	}()
 	set, err := jwk.Parse(body)
 	if err != nil {
 		return nil, nil, fmt.Errorf("parsing jwks: %w", err)
+	}
+	if set.Len() > MaxKeys {
+		return nil, nil, fmt.Errorf("jwks has %d keys, more than %d", set.Len(), MaxKeys)
 	}
 	keys = make(Static, set.Len())
 	ctx := context.Background()
@@ -87,6 +106,9 @@ func usableKey(k jwk.Key) (Key, error) {
 	if use := k.KeyUsage(); use != "" && use != string(jwk.ForSignature) {
 		return Key{}, fmt.Errorf("kid %q: use %q is not sig", kid, use)
 	}
+	if ops := k.KeyOps(); len(ops) > 0 && !slices.Contains(ops, jwk.KeyOpVerify) {
+		return Key{}, fmt.Errorf("kid %q: key_ops %q do not include verify", kid, ops)
+	}
 	switch k.KeyType() {
 	case jwa.OKP, jwa.EC, jwa.RSA:
 	default:
@@ -107,13 +129,28 @@ func usableKey(k jwk.Key) (Key, error) {
 	}
 	switch p := raw.(type) {
 	case ed25519.PublicKey:
+		// crypto/ed25519 panics on any other length, and jwx passes x through as is.
+		if len(p) != ed25519.PublicKeySize {
+			return Key{}, fmt.Errorf("kid %q: Ed25519 x is %d bytes, not %d", kid, len(p), ed25519.PublicKeySize)
+		}
 	case *ecdsa.PublicKey:
 		if out.Family() == "" {
 			return Key{}, fmt.Errorf("kid %q: curve %s not supported", kid, p.Curve.Params().Name)
 		}
+		// ECDH validates the point (on the curve, not infinity): an off-curve point
+		// is the invalid-curve attack's way in.
+		if _, err := p.ECDH(); err != nil {
+			return Key{}, fmt.Errorf("kid %q: EC point is not on %s", kid, p.Curve.Params().Name)
+		}
 	case *rsa.PublicKey:
 		if p.N.BitLen() < MinRSABits {
 			return Key{}, fmt.Errorf("kid %q: RSA key of %d bits is too small", kid, p.N.BitLen())
+		}
+		if p.N.BitLen() > MaxRSABits {
+			return Key{}, fmt.Errorf("kid %q: RSA key of %d bits is too large", kid, p.N.BitLen())
+		}
+		if p.E < 3 || p.E%2 == 0 {
+			return Key{}, fmt.Errorf("kid %q: RSA exponent %d is not odd and at least 3", kid, p.E)
 		}
 	default:
 		// e.g. X25519 (OKP for key agreement): not a signature key.

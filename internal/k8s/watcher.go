@@ -27,6 +27,8 @@ const (
 	ReasonApplied  = "PolicyApplied"
 	ReasonRejected = "PolicyRejected"
 	ReasonDeleted  = "PolicyDeleted"
+	// ReasonLint marks a policy that was applied but looks wrong (one Event a warning).
+	ReasonLint = "PolicyLint"
 )
 
 // DefaultKey is the ConfigMap key holding the policy.
@@ -119,6 +121,9 @@ func (w *Watcher) apply(ctx context.Context, rec record.EventRecorder, source st
 	switch res {
 	case reload.Applied:
 		rec.Eventf(cm, corev1.EventTypeNormal, ReasonApplied, "policy %s applied (resourceVersion %s)", hash, cm.ResourceVersion)
+		for _, warning := range w.Reloader.Warnings() {
+			rec.Eventf(cm, corev1.EventTypeWarning, ReasonLint, "policy %s: %s", hash, warning)
+		}
 	case reload.Rejected:
 		rec.Eventf(cm, corev1.EventTypeWarning, ReasonRejected, "policy rejected, keeping %s: %v", orNone(w.Reloader.Hash()), err)
 	}

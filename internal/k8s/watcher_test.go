@@ -139,7 +139,7 @@ func watch(t *testing.T, cfg *rest.Config, ns, name string) *instance {
 }
 
 func (in *instance) probe() engine.Decision {
-	return in.e.Decide(context.Background(), &engine.Request{Method: "GET", Path: "/probe"})
+	return in.e.Decide(context.Background(), &engine.Request{Method: "GET", Host: "api.example.com", Path: "/probe"})
 }
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Duration {
@@ -230,6 +230,24 @@ func TestInvalidUpdateIsRefused(t *testing.T) {
 	}
 }
 
+// TestLintWarningsBecomeEvents: a policy that applies but looks wrong (an owner rule
+// with default: authenticated) is in force, and each warning is a Warning Event.
+func TestLintWarningsBecomeEvents(t *testing.T) {
+	ns := namespace(t)
+	doc := fmt.Sprintf(`issuers: [{betterAuthURL: %s}]
+rules: [{name: own-tasks, paths: ['/api/{user_id}/tasks'], owner: {param: user_id, claim: uuid}}, {name: probe, paths: [/probe], public: true}]
+default: authenticated
+`, jwksURL)
+	putPolicy(t, ns, "policy", doc)
+	in := watch(t, admin, ns, "policy")
+	waitFor(t, "ready", 10*time.Second, func() bool { return in.probe().Allow })
+	waitFor(t, "PolicyLint event", 5*time.Second, func() bool { return len(events(t, ns, "policy", k8s.ReasonLint)) > 0 })
+	ev := events(t, ns, "policy", k8s.ReasonLint)[0]
+	if ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Message, `rule "own-tasks" checks ownership, but default: authenticated`) {
+		t.Fatalf("event %s: %q", ev.Type, ev.Message)
+	}
+}
+
 // TestBurst: 50 updates in a row (some invalid) while Checks run concurrently. Every
 // decision must come from one whole policy version, versions only move forward, and
 // the last valid update ends in force.
@@ -252,7 +270,8 @@ func TestBurst(t *testing.T) {
 				checks.Add(1)
 				var rule, hdr int
 				fmt.Sscanf(d.Rule, "gen-%d", &rule)
-				if len(d.Remove) != 1 {
+				// One identity header, then the three method-override headers.
+				if len(d.Remove) != 4 {
 					mixed.Add(1)
 					continue
 				}

@@ -24,6 +24,8 @@ type Set struct {
 	jwksKeys        *prometheus.GaugeVec
 	jwksLastSuccess *prometheus.GaugeVec
 	jwksSuppressed  *prometheus.CounterVec
+	jwksSkipped     *prometheus.GaugeVec
+	panics          *prometheus.CounterVec
 	policyInfo      *prometheus.GaugeVec
 	policyReloads   *prometheus.CounterVec
 	ready           prometheus.Gauge
@@ -59,6 +61,14 @@ func New(reg prometheus.Registerer) *Set {
 			Namespace: Namespace, Name: "jwks_refetch_suppressed_total",
 			Help: "Unknown-kid refetches not made because the issuer's cooldown had not passed.",
 		}, []string{"issuer"}),
+		jwksSkipped: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "jwks_skipped_keys",
+			Help: "Keys in the last fetched JWKS of each issuer that were skipped as unusable (see the log).",
+		}, []string{"issuer"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "panics_total",
+			Help: "Requests that made extauthz panic, by transport; each was denied and the process kept serving.",
+		}, []string{"transport"}),
 		policyInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "policy_info",
 			Help: "Always 1; the hash label identifies the policy in force.",
@@ -77,8 +87,11 @@ func New(reg prometheus.Registerer) *Set {
 		}, []string{"version", "goversion"}),
 		reg: reg,
 	}
+	// Pre-create the panic series so that an alert on their increase sees a zero first.
+	s.panics.WithLabelValues("grpc")
+	s.panics.WithLabelValues("http")
 	reg.MustRegister(s.decisions, s.checkDuration, s.jwksRefresh, s.jwksKeys, s.jwksLastSuccess,
-		s.jwksSuppressed, s.policyInfo, s.policyReloads, s.ready, s.buildInfo,
+		s.jwksSuppressed, s.jwksSkipped, s.panics, s.policyInfo, s.policyReloads, s.ready, s.buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return s
 }
@@ -110,6 +123,32 @@ func (s *Set) JWKSFetched(issuer, trigger string, err error, keys int, at time.T
 	s.jwksLastSuccess.WithLabelValues(issuer).Set(float64(at.UnixNano()) / 1e9)
 }
 
+// JWKSSkipped records how many keys of the last fetched set were unusable.
+func (s *Set) JWKSSkipped(issuer string, n int) {
+	if s == nil {
+		return
+	}
+	s.jwksSkipped.WithLabelValues(issuer).Set(float64(n))
+}
+
+// Panic counts a request that panicked.
+func (s *Set) Panic(transport string) {
+	if s == nil {
+		return
+	}
+	s.panics.WithLabelValues(transport).Inc()
+}
+
+// JWKSSkippedGauge exposes the skipped-key gauge of one issuer (for tests).
+func (s *Set) JWKSSkippedGauge(issuer string) prometheus.Gauge {
+	return s.jwksSkipped.WithLabelValues(issuer)
+}
+
+// PanicCounter exposes the panic counter of one transport (for tests).
+func (s *Set) PanicCounter(transport string) prometheus.Counter {
+	return s.panics.WithLabelValues(transport)
+}
+
 // JWKSDropped records that an issuer's key set was discarded (too stale).
 func (s *Set) JWKSDropped(issuer string) {
 	if s == nil {
@@ -125,6 +164,7 @@ func (s *Set) JWKSForget(issuer string) {
 	}
 	s.jwksKeys.DeleteLabelValues(issuer)
 	s.jwksLastSuccess.DeleteLabelValues(issuer)
+	s.jwksSkipped.DeleteLabelValues(issuer)
 }
 
 // RefetchSuppressed counts an unknown-kid refetch skipped by the cooldown.

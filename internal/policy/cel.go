@@ -98,7 +98,7 @@ func evalCondition(prg cel.Program, claims map[string]any, req *Request, ps Para
 	}
 	out, _, err := prg.Eval(map[string]any{
 		"claims":  claims,
-		"request": map[string]string{"method": req.Method, "path": req.Path.Canonical, "host": normalizeHost(req.Host)},
+		"request": map[string]string{"method": req.Method, "path": req.Path.Canonical, "host": req.Host},
 		"params":  params,
 	})
 	if err != nil {

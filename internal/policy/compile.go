@@ -65,6 +65,8 @@ type Policy struct {
 	AllClaims bool
 	// Hash identifies the source document (first 16 hex digits of its SHA-256).
 	Hash string
+	// Warnings are what Lint found: legal, but likely not what the author meant.
+	Warnings []string
 }
 
 // Load parses and compiles a policy document.
@@ -153,6 +155,7 @@ func Compile(c *Config) (*Policy, error) {
 		p.Rules = append(p.Rules, r)
 	}
 	p.Claims, p.AllClaims = claimsUsed(p)
+	p.Warnings = lint(p)
 	return p, nil
 }
 
@@ -186,7 +189,7 @@ func resolveIssuer(ic IssuerConfig) (Issuer, error) {
 	if ic.BetterAuthURL != "" {
 		u, err := url.Parse(ic.BetterAuthURL)
 		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-			return is, fmt.Errorf("betterAuthURL: %q is not an absolute http(s) URL", ic.BetterAuthURL)
+			return is, fmt.Errorf("betterAuthURL: %q is not an absolute http(s) URL", jwkscache.RedactURL(ic.BetterAuthURL))
 		}
 		// Better Auth's jwt plugin defaults iss and aud to the ORIGIN of baseURL.
 		origin := u.Scheme + "://" + u.Host
@@ -241,11 +244,16 @@ func resolveIssuer(ic IssuerConfig) (Issuer, error) {
 }
 
 // reservedHeaders may not be used as identity headers: overwriting them would
-// change routing, framing or authentication.
+// change routing, framing, authentication, the client address a backend logs or
+// trusts, or the method it runs.
 var reservedHeaders = []string{
 	"authorization", "cookie", "host", "content-length", "content-type", "transfer-encoding",
 	"connection", "upgrade", "te", "trailer", "keep-alive", "proxy-authorization", "x-envoy-auth-headers-to-remove",
+	"forwarded", "x-real-ip", "x-request-id",
 }
+
+// reservedPrefixes are families of reserved names.
+var reservedPrefixes = []string{"x-envoy-", "x-forwarded-", "x-original-"}
 
 func checkHeaderName(name string) error {
 	if name == "" {
@@ -253,12 +261,18 @@ func checkHeaderName(name string) error {
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return errors.New("header name must be lower-case letters, digits, - and _")
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			// No "_": CGI and WSGI backends read x_user_id and x-user-id as one variable.
+			return errors.New("header name must be lower-case letters, digits and -")
 		}
 	}
-	if slices.Contains(reservedHeaders, name) || strings.HasPrefix(name, "x-envoy-") {
+	if slices.Contains(reservedHeaders, name) || slices.Contains(MethodOverrideHeaders, name) {
 		return errors.New("header name is reserved")
+	}
+	for _, p := range reservedPrefixes {
+		if strings.HasPrefix(name, p) {
+			return errors.New("header name is reserved")
+		}
 	}
 	return nil
 }
@@ -276,19 +290,23 @@ func compileRule(env *cel.Env, rc RuleConfig) (*Rule, error) {
 		}
 		r.methods = append(r.methods, m)
 	}
+	// Starlette, Flask, Rails and Express answer HEAD with the GET handler, so a rule
+	// for GET judges HEAD too.
+	if slices.Contains(r.methods, "GET") && !slices.Contains(r.methods, "HEAD") {
+		r.methods = append(r.methods, "HEAD")
+	}
 	for _, h := range rc.Hosts {
-		h = strings.ToLower(h)
-		if h == "" || strings.ContainsAny(h, "/ ") || strings.Contains(h[1:], "*") ||
-			(strings.HasPrefix(h, "*") && !strings.HasPrefix(h, "*.")) {
-			return nil, fmt.Errorf("hosts: %q is not a host name or *.suffix", h)
+		c, err := compileHostPattern(h)
+		if err != nil {
+			return nil, fmt.Errorf("hosts: %w", err)
 		}
-		r.hosts = append(r.hosts, h)
+		r.hosts = append(r.hosts, c)
 	}
 	if len(rc.Paths) == 0 {
 		return nil, errors.New("paths: at least one path template is required")
 	}
 	for _, raw := range rc.Paths {
-		t, err := ParseTemplate(raw)
+		t, err := ParseTemplate(raw, rc.CaseSensitive)
 		if err != nil {
 			return nil, fmt.Errorf("paths: %w", err)
 		}

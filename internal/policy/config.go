@@ -61,13 +61,17 @@ type IdentityConfig struct {
 
 // RuleConfig is one rule as written.
 type RuleConfig struct {
-	Name    string       `yaml:"name"`
-	Methods []string     `yaml:"methods"`
-	Hosts   []string     `yaml:"hosts"`
-	Paths   []string     `yaml:"paths"`
-	Public  bool         `yaml:"public"`
-	Owner   *OwnerConfig `yaml:"owner"`
-	When    string       `yaml:"when"`
+	Name string `yaml:"name"`
+	// Methods the rule applies to (all when empty); GET includes HEAD.
+	Methods []string `yaml:"methods"`
+	// Hosts the rule applies to (all when empty): exact names or "*.suffix".
+	Hosts []string `yaml:"hosts"`
+	// Paths are templates; literal segments ignore ASCII case unless CaseSensitive.
+	Paths         []string     `yaml:"paths"`
+	CaseSensitive bool         `yaml:"caseSensitive"`
+	Public        bool         `yaml:"public"`
+	Owner         *OwnerConfig `yaml:"owner"`
+	When          string       `yaml:"when"`
 }
 
 // OwnerConfig requires a path parameter to equal a claim.

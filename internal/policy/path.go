@@ -11,11 +11,14 @@ const MaxPathLength = 8 << 10
 // Path is a request path in canonical form: query stripped, unreserved %-escapes
 // decoded, other escapes in upper-case hex.
 type Path struct {
-	// Canonical is the whole path, starting with '/'.
+	// Canonical is the whole path, starting with '/', trailing slash kept.
 	Canonical string
-	// Segments are the parts between slashes; an empty segment comes from "//" or a
-	// trailing slash.
+	// Segments are the parts between slashes, never empty: "/" has none, and a
+	// trailing slash adds none (it is recorded in TrailingSlash instead).
 	Segments []string
+	// TrailingSlash is true for "/a/b/". Rules judge "/a/b/" like "/a/b", because
+	// Express, Spring and many routers serve both from one handler.
+	TrailingSlash bool
 }
 
 // Errors from Canonicalize; all mean "deny with path_rejected".
@@ -30,15 +33,18 @@ var (
 	ErrPathBadEncoding  = errors.New("path has invalid %-encoding")
 	ErrPathSemicolon    = errors.New("path has ; in a segment")
 	ErrPathFragment     = errors.New("path has a fragment")
+	ErrPathEmptySegment = errors.New("path has an empty segment (//)")
 )
 
 // Canonicalize turns a request path (as a proxy forwards it, possibly with a query
 // string) into the form that rules match against, or refuses it.
 //
 // Refusing rather than normalising is deliberate: a path that a backend might
-// resolve differently from us (dot segments, encoded slashes, backslashes, path
-// parameters, invalid escapes) is the classic way around path-based rules
-// (CVE-2019-9901), and no legitimate browser request needs one.
+// resolve differently from us (dot segments, empty segments, encoded slashes,
+// backslashes, path parameters, invalid escapes) is the classic way around
+// path-based rules (CVE-2019-9901). nginx (merge_slashes) and Spring serve "//a" as
+// "/a", so an empty segment would let a request skip the rule that "/a" gets. No
+// legitimate browser request needs any of these.
 func Canonicalize(raw string) (Path, error) {
 	if i := strings.IndexByte(raw, '?'); i >= 0 {
 		raw = raw[:i]
@@ -49,12 +55,21 @@ func Canonicalize(raw string) (Path, error) {
 	if raw == "" || raw[0] != '/' {
 		return Path{}, ErrPathNotAbsolute
 	}
-	n := strings.Count(raw, "/")
-	segs := make([]string, 0, n)
-	changed := false
+	if raw == "/" {
+		return Path{Canonical: "/"}, nil
+	}
 	rest := raw[1:]
+	trailing := strings.HasSuffix(rest, "/")
+	if trailing {
+		rest = rest[:len(rest)-1]
+	}
+	segs := make([]string, 0, strings.Count(rest, "/")+1)
+	changed := false
 	for {
 		seg, tail, more := strings.Cut(rest, "/")
+		if seg == "" {
+			return Path{}, ErrPathEmptySegment
+		}
 		c, err := canonicalSegment(seg)
 		if err != nil {
 			return Path{}, err
@@ -71,8 +86,11 @@ func Canonicalize(raw string) (Path, error) {
 	canonical := raw
 	if changed {
 		canonical = "/" + strings.Join(segs, "/")
+		if trailing {
+			canonical += "/"
+		}
 	}
-	return Path{Canonical: canonical, Segments: segs}, nil
+	return Path{Canonical: canonical, Segments: segs, TrailingSlash: trailing}, nil
 }
 
 func canonicalSegment(seg string) (string, error) {

@@ -16,8 +16,9 @@ func TestCanonicalize(t *testing.T) {
 		{"/a%20b/c", "/a%20b/c"},                             // reserved escapes kept
 		{"/a%3a/b", "/a%3A/b"},                               // ...in upper-case hex
 		{"/a%25/b", "/a%25/b"},                               // a literal percent stays escaped
-		{"/api//tasks", "/api//tasks"},                       // empty segments kept (and never bind)
-		{"/api/u1/tasks/", "/api/u1/tasks/"},                 // trailing slash kept
+		{"/api/u1/tasks/", "/api/u1/tasks/"},                 // trailing slash kept (and judged without)
+		{"/api/%75%31/", "/api/u1/"},                         // ...also after decoding
+		{"/API/U1/Tasks", "/API/U1/Tasks"},                   // case kept: rules fold it
 		{"/.well-known/jwks.json", "/.well-known/jwks.json"}, // dots inside names are fine
 		{"/a...b/...", "/a...b/..."},                         // three dots is a name
 	}
@@ -26,7 +27,7 @@ func TestCanonicalize(t *testing.T) {
 		if err != nil || p.Canonical != tc.want {
 			t.Errorf("Canonicalize(%q) = %q, %v; want %q", tc.in, p.Canonical, err, tc.want)
 		}
-		if err == nil && "/"+strings.Join(p.Segments, "/") != p.Canonical {
+		if err == nil && rebuild(p) != p.Canonical {
 			t.Errorf("Canonicalize(%q): segments %q do not rebuild %q", tc.in, p.Segments, p.Canonical)
 		}
 	}
@@ -66,6 +67,14 @@ func TestCanonicalize(t *testing.T) {
 		{"/api/\xc3\xa9", ErrPathNonASCII},
 		{"/api/u1#frag", ErrPathFragment},
 		{"/" + strings.Repeat("a", MaxPathLength), ErrPathTooLong},
+		// nginx merge_slashes and Spring serve these as /api/x/tasks: refuse them.
+		{"//api/u1/tasks", ErrPathEmptySegment},
+		{"/api//u1/tasks", ErrPathEmptySegment},
+		{"/api/u1//tasks", ErrPathEmptySegment},
+		{"/api/u1/tasks//", ErrPathEmptySegment},
+		{"//", ErrPathEmptySegment},
+		{"///", ErrPathEmptySegment},
+		{"//?q", ErrPathEmptySegment},
 	}
 	for _, tc := range bad {
 		if _, err := Canonicalize(tc.in); !errors.Is(err, tc.want) {
@@ -89,11 +98,11 @@ func FuzzCanonicalize(f *testing.F) {
 		if err != nil || again.Canonical != p.Canonical {
 			t.Fatalf("not idempotent: %q -> %q -> %q, %v", raw, p.Canonical, again.Canonical, err)
 		}
-		if "/"+strings.Join(p.Segments, "/") != p.Canonical {
+		if rebuild(p) != p.Canonical {
 			t.Fatalf("segments %q do not rebuild %q", p.Segments, p.Canonical)
 		}
 		for _, s := range p.Segments {
-			if s == "." || s == ".." || strings.ContainsAny(s, "\\;?#") {
+			if s == "" || s == "." || s == ".." || strings.ContainsAny(s, "\\;?#") {
 				t.Fatalf("unsafe segment %q accepted from %q", s, raw)
 			}
 			lower := strings.ToLower(s)
@@ -107,4 +116,13 @@ func FuzzCanonicalize(f *testing.F) {
 			}
 		}
 	})
+}
+
+// rebuild is the path the segments stand for.
+func rebuild(p Path) string {
+	out := "/" + strings.Join(p.Segments, "/")
+	if p.TrailingSlash {
+		out += "/"
+	}
+	return out
 }

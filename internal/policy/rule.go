@@ -3,10 +3,8 @@ package policy
 import (
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/google/cel-go/cel"
-	"github.com/google/uuid"
 
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
 )
@@ -31,22 +29,23 @@ type Rule struct {
 	whenAnyClaim bool
 }
 
-// Request is what a rule is matched against.
+// Request is what a rule is matched against, every part already canonical.
 type Request struct {
+	// Method passed CheckMethod.
 	Method string
-	Host   string
-	Path   Path
+	// Host is CanonicalHost's output.
+	Host string
+	Path Path
 }
 
 // Match returns the first rule matching req, with the parameters it bound, or nil.
 func (p *Policy) Match(req *Request) (*Rule, Params) {
-	host := normalizeHost(req.Host)
 	var ps Params
 	for _, r := range p.Rules {
 		if len(r.methods) > 0 && !slices.Contains(r.methods, req.Method) {
 			continue
 		}
-		if len(r.hosts) > 0 && !hostMatches(r.hosts, host) {
+		if len(r.hosts) > 0 && !hostMatches(r.hosts, req.Host) {
 			continue
 		}
 		for _, t := range r.paths {
@@ -92,40 +91,36 @@ func (r *Rule) Authorize(claims Claims, req *Request, ps Params) (reason.Code, s
 	return "", ""
 }
 
-// OwnerMatches compares a path parameter with a claim: as UUIDs when both parse as
-// UUIDs (so case and form do not matter), byte for byte otherwise. Comparing UUIDs as
-// strings is the classic bug that turns a user's own upper-case link into a 403.
+// OwnerMatches compares a path parameter with a claim. Two UUIDs in the canonical
+// 36-character hyphenated form compare case-insensitively (an upper-case link to
+// one's own tasks must not be a 403); anything else compares byte for byte, so
+// "{uuid}", "urn:uuid:…", a UUID without hyphens or with junk around it never
+// matches a claim written canonically.
 func OwnerMatches(param, claim string) bool {
 	if param == claim {
 		return true
 	}
-	pu, err1 := uuid.Parse(param)
-	cu, err2 := uuid.Parse(claim)
-	return err1 == nil && err2 == nil && pu == cu
+	return isCanonicalUUID(param) && isCanonicalUUID(claim) && asciiEqualFold(param, claim)
 }
 
-func normalizeHost(h string) string {
-	h = strings.ToLower(h)
-	if strings.HasPrefix(h, "[") {
-		if i := strings.IndexByte(h, ']'); i >= 0 {
-			return h[:i+1]
-		}
-		return h
+// isCanonicalUUID accepts exactly 8-4-4-4-12 hex digits. It is written here because
+// google/uuid's Parse also accepts the braced, urn: and hyphen-less forms, which
+// backends may or may not treat as the same id.
+func isCanonicalUUID(s string) bool {
+	if len(s) != 36 {
+		return false
 	}
-	if i := strings.LastIndexByte(h, ':'); i >= 0 {
-		return h[:i]
-	}
-	return h
-}
-
-func hostMatches(patterns []string, host string) bool {
-	for _, p := range patterns {
-		if p == host {
-			return true
+	for i := 0; i < 36; i++ {
+		c := s[i]
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if c != '-' {
+				return false
+			}
+			continue
 		}
-		if suffix, ok := strings.CutPrefix(p, "*"); ok && strings.HasSuffix(host, suffix) && len(host) > len(suffix) {
-			return true
+		if !isHex(c) {
+			return false
 		}
 	}
-	return false
+	return true
 }

@@ -24,6 +24,10 @@ type Template struct {
 	raw    string
 	segs   []segment
 	params []string
+	// caseSensitive literals compare byte for byte; by default they compare
+	// ASCII-case-insensitively, because Express and ASP.NET Core route /API/x like
+	// /api/x, and a rule that missed /API/x would let the request fall through.
+	caseSensitive bool
 }
 
 // Param is one bound template parameter.
@@ -45,15 +49,26 @@ func (ps Params) Get(name string) (string, bool) {
 }
 
 // ParseTemplate compiles a path template. Literal segments must already be in
-// canonical form, since they are compared byte for byte with canonical paths.
-func ParseTemplate(raw string) (*Template, error) {
+// canonical form, since they are compared with canonical paths: byte for byte when
+// caseSensitive, else ignoring ASCII case. "/" matches only the root; a template
+// may not end in "/" (a trailing slash on the request is matched anyway) or hold
+// an empty segment (requests with one are refused before matching).
+func ParseTemplate(raw string, caseSensitive bool) (*Template, error) {
 	if raw == "" || raw[0] != '/' {
 		return nil, fmt.Errorf("template %q must start with /", raw)
 	}
-	t := &Template{raw: raw}
+	t := &Template{raw: raw, caseSensitive: caseSensitive}
+	if raw == "/" {
+		return t, nil
+	}
+	if strings.HasSuffix(raw, "/") {
+		return nil, fmt.Errorf("template %q ends with /: write %q, which also matches the trailing slash", raw, strings.TrimRight(raw, "/"))
+	}
 	parts := strings.Split(raw[1:], "/")
 	for i, p := range parts {
 		switch {
+		case p == "":
+			return nil, fmt.Errorf("template %q has an empty segment (//)", raw)
 		case p == "**":
 			if i != len(parts)-1 {
 				return nil, fmt.Errorf("template %q: ** must be the last segment", raw)
@@ -103,7 +118,8 @@ func (t *Template) Binds(name string) bool {
 	return false
 }
 
-// Match reports whether segs match the template, appending bound parameters to ps.
+// Match reports whether segs (a canonical Path's Segments, none of them empty)
+// match the template, appending bound parameters to ps.
 func (t *Template) Match(segs []string, ps Params) (Params, bool) {
 	start := len(ps)
 	for i, s := range t.segs {
@@ -116,25 +132,49 @@ func (t *Template) Match(segs []string, ps Params) (Params, bool) {
 		v := segs[i]
 		switch s.kind {
 		case segLiteral:
-			if v != s.text {
+			if !(v == s.text || !t.caseSensitive && asciiEqualFold(v, s.text)) {
 				return ps[:start], false
 			}
-		case segStar:
+		case segStar, segParam:
+			// Canonical paths have no empty segment; the check keeps Match safe for
+			// any caller.
 			if v == "" {
 				return ps[:start], false
 			}
-		case segParam:
-			// Empty segments (from //) never bind a parameter.
-			if v == "" {
-				return ps[:start], false
+			if s.kind == segParam {
+				ps = append(ps, Param{Name: s.text, Value: v})
 			}
-			ps = append(ps, Param{Name: s.text, Value: v})
 		}
 	}
 	if len(segs) != len(t.segs) {
 		return ps[:start], false
 	}
 	return ps, true
+}
+
+// asciiEqualFold compares ignoring ASCII case only. strings.EqualFold would also fold
+// Unicode (the Kelvin sign K matches k); canonical paths are ASCII, and no backend
+// router folds beyond ASCII, so neither do we.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x == y {
+			continue
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 func isIdent(s string) bool {

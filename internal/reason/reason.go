@@ -4,7 +4,10 @@
 // deny body stays generic so that a probe learns nothing about our keys or policy.
 package reason
 
-import "fmt"
+import (
+	"fmt"
+	"unicode/utf8"
+)
 
 // Code names why a request was denied. The empty Code means "allowed".
 type Code string
@@ -27,19 +30,32 @@ const (
 // Policy codes: the token (if any) was fine but the request is not allowed.
 const (
 	ClaimMissing   Code = "claim_missing"
-	PathRejected   Code = "path_rejected"
 	OwnerMismatch  Code = "owner_mismatch"
 	ConditionFalse Code = "condition_false"
 	NoRule         Code = "no_rule"
 	// NotReady is used while no valid policy is loaded: the service fails closed.
 	NotReady Code = "not_ready"
+	// InternalError is a request that made extauthz panic; it is denied, counted in
+	// extauthz_panics_total, and the process keeps serving.
+	InternalError Code = "internal_error"
+)
+
+// Request codes: the request itself is malformed or ambiguous (HTTP 400).
+const (
+	PathRejected   Code = "path_rejected"
+	HostRejected   Code = "host_rejected"
+	MethodRejected Code = "method_rejected"
+	// HeaderRejected is a header the backend might read as an identity header that
+	// the proxy in front cannot remove (an underscore variant through nginx/Traefik).
+	HeaderRejected Code = "header_rejected"
 )
 
 // All lists every code, for tests and for pre-creating metric series.
 var All = []Code{
 	TokenMissing, TokenMalformed, TokenTooLarge, AlgNotAllowed, UnknownKID, SignatureInvalid,
 	TokenExpired, TokenNotYetValid, IssuerMismatch, AudienceMismatch, JWKSUnavailable,
-	ClaimMissing, PathRejected, OwnerMismatch, ConditionFalse, NoRule, NotReady,
+	ClaimMissing, OwnerMismatch, ConditionFalse, NoRule, NotReady, InternalError,
+	PathRejected, HostRejected, MethodRejected, HeaderRejected,
 }
 
 // Unauthenticated reports whether the code means "no acceptable credentials" (HTTP 401)
@@ -51,6 +67,27 @@ func (c Code) Unauthenticated() bool {
 		return true
 	}
 	return false
+}
+
+// BadRequest reports whether the code means the request was malformed (HTTP 400).
+func (c Code) BadRequest() bool {
+	switch c {
+	case PathRejected, HostRejected, MethodRejected, HeaderRejected:
+		return true
+	}
+	return false
+}
+
+// Clip bounds a request-derived string for a log line or detail: at most n bytes,
+// cut at a rune boundary, with "…" when cut.
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // Error carries a Code together with a human-readable detail for logs and the CLI.

@@ -35,8 +35,9 @@ type Reloader struct {
 	// VerifierOptions apply to every snapshot's verifier (e.g. token.WithCache).
 	VerifierOptions []token.Option
 
-	mu   sync.Mutex // one Apply at a time, so swaps happen in arrival order
-	hash string
+	mu       sync.Mutex // one Apply at a time, so swaps happen in arrival order
+	hash     string
+	warnings []string
 }
 
 // Result says what Apply did.
@@ -87,10 +88,20 @@ func (r *Reloader) Apply(ctx context.Context, source string, doc []byte) (Result
 	cancel()
 	r.Engine.Swap(snap)
 	r.Pool.Retain(caches)
-	r.hash = p.Hash
+	r.hash, r.warnings = p.Hash, p.Warnings
 	r.Metrics.PolicyApplied(source, p.Hash)
-	log.Info("policy applied", "hash", p.Hash, "issuers", len(p.Issuers), "rules", len(p.Rules))
+	log.Info("policy applied", "hash", p.Hash, "issuers", len(p.Issuers), "rules", len(p.Rules), "warnings", len(p.Warnings))
+	for _, w := range p.Warnings {
+		log.Warn("policy lint", "hash", p.Hash, "warning", w)
+	}
 	return Applied, p.Hash, nil
+}
+
+// Warnings returns the lint warnings of the policy in force (see policy.Policy).
+func (r *Reloader) Warnings() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.warnings
 }
 
 // Hash returns the hash of the policy in force ("" before the first).

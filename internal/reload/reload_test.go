@@ -69,7 +69,7 @@ func policyDoc(publicA bool, issuers ...*issuer) string {
 }
 
 func decide(e *engine.Engine, tok string) engine.Decision {
-	req := &engine.Request{Method: "GET", Path: "/a"}
+	req := &engine.Request{Method: "GET", Host: "api.example.com", Path: "/a"}
 	if tok != "" {
 		req.Authorization = []string{"Bearer " + tok}
 	}

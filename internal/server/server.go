@@ -82,7 +82,7 @@ func (s *Server) Ready() bool { return !s.draining.Load() && s.engine.Ready() }
 
 // Run serves until ctx ends, then shuts down gracefully.
 func (s *Server) Run(ctx context.Context) error {
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(authz.Recover(s.engine)))
 	authv3.RegisterAuthorizationServer(gs, &authz.GRPC{Engine: s.engine, Realm: s.cfg.Realm})
 	healthpb.RegisterHealthServer(gs, s.health)
 

@@ -81,7 +81,7 @@ func TestServerLifecycle(t *testing.T) {
 	tok := key.Sign(tokentest.Claims("https://auth.example.com", "u", uuid, now), nil)
 	resp, err := authv3.NewAuthorizationClient(conn).Check(context.Background(), &authv3.CheckRequest{
 		Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-			Method: "GET", Path: "/api/" + uuid + "/tasks", Headers: map[string]string{"authorization": "Bearer " + tok},
+			Method: "GET", Host: "api.example.com", Path: "/api/" + uuid + "/tasks", Headers: map[string]string{"authorization": "Bearer " + tok},
 		}}},
 	})
 	if err != nil || resp.GetOkResponse() == nil {

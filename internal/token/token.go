@@ -8,7 +8,6 @@
 package token
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -164,10 +163,47 @@ var registeredClaims = []string{
 
 // header is the subset of the JOSE header we act on.
 type header struct {
-	Alg  string          `json:"alg"`
-	Kid  string          `json:"kid"`
-	Crit json.RawMessage `json:"crit"`
-	B64  *bool           `json:"b64"`
+	Alg, Kid string
+	// Crit or B64 present: extensions we do not implement.
+	Crit, B64 bool
+}
+
+// parseHeader decodes the JOSE header strictly (see decodeObject): member names are
+// case-exact, so {"ALG":"none"} has no alg, and alg and kid must be strings.
+func parseHeader(hdrJSON []byte) (header, error) {
+	m, err := decodeObject(hdrJSON)
+	if err != nil {
+		return header{}, err
+	}
+	var h header
+	var ok bool
+	if v, present := m["alg"]; present {
+		if h.Alg, ok = v.(string); !ok {
+			return header{}, errors.New("alg is not a string")
+		}
+	}
+	if v, present := m["kid"]; present {
+		if h.Kid, ok = v.(string); !ok {
+			return header{}, errors.New("kid is not a string")
+		}
+	}
+	_, h.Crit = m["crit"]
+	_, h.B64 = m["b64"]
+	return h, nil
+}
+
+// peekIssuer reads only iss from the unverified payload, to choose whose keys to
+// try. Decoding into a one-field struct skips every other value without building
+// it, so a hostile payload costs a scan, not an allocation per element; the full,
+// strict decoding waits until the signature has verified.
+func peekIssuer(payload []byte) (string, error) {
+	var p struct {
+		Iss string `json:"iss"`
+	}
+	if err := json.Unmarshal(payload, &p); err != nil {
+		return "", err
+	}
+	return p.Iss, nil
 }
 
 // Verify checks raw and returns its claims, or a *reason.Error. The returned Claims
@@ -219,17 +255,20 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*cacheEntry, error) 
 	if err != nil {
 		return nil, reason.Wrap(reason.TokenMalformed, "header is not base64url", err)
 	}
-	var hdr header
-	if err := strictUnmarshal(hdrJSON, &hdr); err != nil {
-		return nil, reason.Wrap(reason.TokenMalformed, "header is not a JSON object", err)
+	hdr, err := parseHeader(hdrJSON)
+	if err != nil {
+		return nil, reason.Wrap(reason.TokenMalformed, "header is not a valid JSON object", err)
 	}
 	// We implement no critical extension, so any crit must be refused (RFC 7515 §4.1.11).
-	if len(hdr.Crit) > 0 || hdr.B64 != nil {
+	if hdr.Crit || hdr.B64 {
 		return nil, reason.Errorf(reason.TokenMalformed, "header has crit/b64 extensions we do not support")
+	}
+	if hdr.Alg == "" {
+		return nil, reason.Errorf(reason.TokenMalformed, "header has no alg")
 	}
 	alg := jwa.SignatureAlgorithm(hdr.Alg)
 	if !slices.Contains(Supported, alg) {
-		return nil, reason.Errorf(reason.AlgNotAllowed, "alg %q is not accepted", hdr.Alg)
+		return nil, reason.Errorf(reason.AlgNotAllowed, "alg %q is not accepted", reason.Clip(hdr.Alg, 64))
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(payloadB64)
 	if err != nil {
@@ -239,26 +278,19 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*cacheEntry, error) 
 	if err != nil {
 		return nil, reason.Wrap(reason.TokenMalformed, "signature is not base64url", err)
 	}
-	// Decode the claims once; jwx's Token gets the registered ones (it types them for
-	// jwt.Validate), the plain map is what policies and identity headers read.
-	var claims map[string]any
-	if err := strictUnmarshal(payload, &claims); err != nil {
-		return nil, reason.Wrap(reason.TokenMalformed, "claims are not a JSON object", err)
+	if tooDeep(payload, MaxJSONDepth) {
+		return nil, reason.Errorf(reason.TokenMalformed, "claims nest deeper than %d levels", MaxJSONDepth)
 	}
-	tok := jwt.New()
-	for _, name := range registeredClaims {
-		if v, ok := claims[name]; ok {
-			if err := tok.Set(name, v); err != nil {
-				return nil, reason.Wrap(reason.TokenMalformed, "claim "+name+" has the wrong type", err)
-			}
-		}
+	issClaim, err := peekIssuer(payload)
+	if err != nil {
+		return nil, reason.Wrap(reason.TokenMalformed, "claims are not a JSON object with a string iss", err)
 	}
 
 	// The unverified iss only selects which issuer's keys to try; a forged iss can
 	// only pick keys that then fail to verify the signature.
-	iss, ok := v.issuers[tok.Issuer()]
+	iss, ok := v.issuers[issClaim]
 	if !ok {
-		return nil, reason.Errorf(reason.IssuerMismatch, "iss %q is not a configured issuer", truncate(tok.Issuer(), 100))
+		return nil, reason.Errorf(reason.IssuerMismatch, "iss %q is not a configured issuer", reason.Clip(issClaim, 100))
 	}
 	if !slices.Contains(iss.cfg.Algorithms, alg) {
 		return nil, reason.Errorf(reason.AlgNotAllowed, "alg %s is not allowed for issuer %s", alg, iss.cfg.Issuer)
@@ -269,7 +301,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*cacheEntry, error) 
 	key, err := iss.cfg.Keys.Lookup(ctx, hdr.Kid)
 	switch {
 	case errors.Is(err, jwkscache.ErrUnknownKID):
-		return nil, reason.Errorf(reason.UnknownKID, "kid %q is not in the JWKS of %s", truncate(hdr.Kid, 64), iss.cfg.Issuer)
+		return nil, reason.Errorf(reason.UnknownKID, "kid %q is not in the JWKS of %s", reason.Clip(hdr.Kid, 64), iss.cfg.Issuer)
 	case err != nil:
 		return nil, reason.Wrap(reason.JWKSUnavailable, "no keys for "+iss.cfg.Issuer, err)
 	}
@@ -282,11 +314,28 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*cacheEntry, error) 
 	}
 	signingInput := raw[:len(hdrB64)+1+len(payloadB64)]
 	if err := verifier.Verify([]byte(signingInput), sig, key.Public); err != nil {
-		return nil, reason.Wrap(reason.SignatureInvalid, "signature does not verify with kid "+key.KID, err)
+		return nil, reason.Wrap(reason.SignatureInvalid, "signature does not verify with kid "+reason.Clip(key.KID, 64), err)
 	}
 
-	if _, ok := claims["exp"]; !ok {
-		return nil, reason.Errorf(reason.TokenMalformed, "token has no exp")
+	// Signed by the issuer: now decode everything, strictly.
+	claims, err := decodeObject(payload)
+	if err != nil {
+		return nil, reason.Wrap(reason.TokenMalformed, "claims are not a valid JSON object", err)
+	}
+	if s, _ := claims["iss"].(string); s != iss.cfg.Issuer {
+		// Only possible when the lenient peek read a differently spelt member.
+		return nil, reason.Errorf(reason.IssuerMismatch, "iss member is not exactly %q", iss.cfg.Issuer)
+	}
+	if err := checkNumericDates(claims); err != nil {
+		return nil, err
+	}
+	tok := jwt.New()
+	for _, name := range registeredClaims {
+		if v, ok := claims[name]; ok {
+			if err := tok.Set(name, v); err != nil {
+				return nil, reason.Wrap(reason.TokenMalformed, "claim "+name+" has the wrong type", err)
+			}
+		}
 	}
 	err = jwt.Validate(tok,
 		jwt.WithClock(jwt.ClockFunc(v.now)),
@@ -302,7 +351,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*cacheEntry, error) 
 		return nil, reason.Wrap(reason.TokenMalformed, "claims do not validate", err)
 	}
 	if !audienceMatches(tok.Audience(), iss.cfg.Audiences) {
-		return nil, reason.Errorf(reason.AudienceMismatch, "aud %q does not contain an accepted audience", tok.Audience())
+		return nil, reason.Errorf(reason.AudienceMismatch, "aud %q does not contain an accepted audience", reason.Clip(fmt.Sprint(tok.Audience()), 200))
 	}
 	sub, _ := claims["sub"].(string)
 	set := newClaimSet(claims, v.keep)
@@ -317,6 +366,27 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*cacheEntry, error) 
 	}, nil
 }
 
+// checkNumericDates enforces RFC 7519 §2: exp, nbf and iat are JSON numbers (a
+// numeric string is not one), and exp is required and positive. jwx treats a zero
+// exp as "no expiry", so exp: 0 would otherwise never expire.
+func checkNumericDates(claims map[string]any) error {
+	exp, present := claims["exp"]
+	if !present {
+		return reason.Errorf(reason.TokenMalformed, "token has no exp")
+	}
+	if f, ok := exp.(float64); !ok || f <= 0 {
+		return reason.Errorf(reason.TokenMalformed, "exp is not a positive NumericDate")
+	}
+	for _, name := range []string{"nbf", "iat"} {
+		if v, present := claims[name]; present {
+			if _, ok := v.(float64); !ok {
+				return reason.Errorf(reason.TokenMalformed, "%s is not a NumericDate", name)
+			}
+		}
+	}
+	return nil
+}
+
 // splitCompact splits a compact JWS into its three parts. It refuses the JSON
 // serialization and anything with more or fewer than two dots.
 func splitCompact(raw string) (h, p, s string, ok bool) {
@@ -326,18 +396,6 @@ func splitCompact(raw string) (h, p, s string, ok bool) {
 		return "", "", "", false
 	}
 	return h, p, s, true
-}
-
-// strictUnmarshal decodes one JSON value and refuses trailing data.
-func strictUnmarshal(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("trailing data after JSON value")
-	}
-	return nil
 }
 
 // algMatchesKey refuses algorithm confusion: the header's alg must fit the key's
@@ -367,11 +425,4 @@ func audienceMatches(got, want []string) bool {
 		}
 	}
 	return false
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

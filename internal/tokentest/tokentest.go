@@ -111,6 +111,18 @@ func (k *Key) Sign(claims map[string]any, extraHeader map[string]any) string {
 	return string(out)
 }
 
+// SignRaw signs the given header and payload JSON exactly as written, for tokens no
+// JSON encoder would produce (duplicate members, odd spellings, deep nesting).
+func (k *Key) SignRaw(header, payload string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	input := enc([]byte(header)) + "." + enc([]byte(payload))
+	signer, err := jws.NewSigner(k.Alg)
+	must(err)
+	sig, err := signer.Sign([]byte(input), k.private)
+	must(err)
+	return input + "." + enc(sig)
+}
+
 // Forge builds a compact token from an arbitrary header and claims with the given
 // raw signature bytes: for alg=none, alg confusion and malformed-token tests.
 func Forge(header, claims map[string]any, sig []byte) string {

@@ -20,9 +20,11 @@ import (
 
 var (
 	tools stack.Tools
-	st    *stack.Stack
-	userA *stack.User
-	userB *stack.User
+	// workDir holds the processes' configs and logs.
+	workDir string
+	st      *stack.Stack
+	userA   *stack.User
+	userB   *stack.User
 )
 
 func TestMain(m *testing.M) {
@@ -47,6 +49,7 @@ func run(m *testing.M) int {
 		}
 	}()
 	start := time.Now()
+	workDir = dir
 	if st, err = stack.Up(tools, dir, true); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: stack:", err)
 		return 1
@@ -96,6 +99,13 @@ func call(t *testing.T, method, url string, header map[string]string) answer {
 // rawGet sends a request line exactly as written (Go's client would clean the path).
 func rawGet(t *testing.T, base, path string, header map[string]string) int {
 	t.Helper()
+	return rawDo(t, base, "GET", path, header)
+}
+
+// rawDo sends method and path exactly as written, with Host api.example.com unless
+// header sets one.
+func rawDo(t *testing.T, base, method, path string, header map[string]string) int {
+	t.Helper()
 	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -103,15 +113,22 @@ func rawGet(t *testing.T, base, path string, header map[string]string) int {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	var b strings.Builder
-	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n", path)
+	host := "api.example.com"
+	if h, ok := header["Host"]; ok {
+		host = h
+	}
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", method, path, host)
 	for k, v := range header {
+		if k == "Host" {
+			continue
+		}
 		fmt.Fprintf(&b, "%s: %s\r\n", k, v)
 	}
 	b.WriteString("\r\n")
 	if _, err := conn.Write([]byte(b.String())); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -125,3 +125,43 @@ func (s *Stack) Down() {
 		s.Recorder.Close()
 	}
 }
+
+// Chain is a second set of extauthz, Envoy and nginx, with its own policy, in front
+// of the same backend: for scenarios that need a policy other than the stack's.
+type Chain struct {
+	Extauthz *Extauthz
+	Envoy    *Envoy
+	Nginx    *Nginx
+	procs    []*Proc
+}
+
+// StartChain serves policyDoc through the shipped Envoy and nginx examples to the
+// backend at backend (host:port). Stop it with Stop.
+func StartChain(t Tools, dir, name, policyDoc, backend string) (c *Chain, err error) {
+	c = &Chain{}
+	defer func() {
+		if err != nil {
+			c.Stop()
+		}
+	}()
+	if c.Extauthz, err = StartExtauthz(t, dir, name+"-extauthz", policyDoc); err != nil {
+		return c, err
+	}
+	c.procs = append(c.procs, c.Extauthz.Proc)
+	if c.Envoy, err = StartEnvoy(t, dir, name+"-envoy", c.Extauthz.GRPC, backend); err != nil {
+		return c, err
+	}
+	c.procs = append(c.procs, c.Envoy.Proc)
+	if c.Nginx, err = StartNginx(t, dir, name+"-nginx", c.Extauthz.HTTP, backend); err != nil {
+		return c, err
+	}
+	c.procs = append(c.procs, c.Nginx.Proc)
+	return c, nil
+}
+
+// Stop stops the chain's processes, proxies first.
+func (c *Chain) Stop() {
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		c.procs[i].Stop()
+	}
+}

@@ -1,0 +1,97 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// lint finds policies that are legal but easy to get wrong. An owner rule protects
+// only the requests it matches; whatever it does not match (another method, host,
+// or a path spelling it does not cover) falls through to later rules and the
+// default. So an owner rule next to `default: authenticated`, or followed by a rule
+// whose paths overlap its own, likely lets another user's data through.
+func lint(p *Policy) []string {
+	var out []string
+	for i, r := range p.Rules {
+		if r.Owner == nil {
+			continue
+		}
+		if p.Default == DefaultAuthenticated {
+			out = append(out, fmt.Sprintf(
+				"rule %q checks ownership, but default: authenticated allows any valid token on the requests it does not match (other methods or hosts); prefer default: deny",
+				r.Name))
+		}
+		for _, later := range p.Rules[i+1:] {
+			if overlaps(r, later) {
+				out = append(out, fmt.Sprintf(
+					"rule %q checks ownership, but the later rule %q matches some of the same paths: requests %q does not match (other methods or hosts) fall through to %q",
+					r.Name, later.Name, r.Name, later.Name))
+			}
+		}
+	}
+	return out
+}
+
+// overlaps reports whether some request path could match a path of both rules on a
+// host both accept. Methods are left out on purpose: a later rule for other methods
+// is exactly the fall-through lint warns about.
+func overlaps(a, b *Rule) bool {
+	if !hostsOverlap(a.hosts, b.hosts) {
+		return false
+	}
+	for _, ta := range a.paths {
+		for _, tb := range b.paths {
+			if templatesOverlap(ta, tb) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func hostsOverlap(a, b []string) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return true
+	}
+	for _, x := range a {
+		for _, y := range b {
+			if x == y || hostMatches([]string{x}, y) || hostMatches([]string{y}, x) {
+				return true
+			}
+			xs, xw := strings.CutPrefix(x, "*")
+			ys, yw := strings.CutPrefix(y, "*")
+			if xw && yw && (strings.HasSuffix(xs, ys) || strings.HasSuffix(ys, xs)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// templatesOverlap reports whether one path matches both templates.
+func templatesOverlap(a, b *Template) bool {
+	fold := !a.caseSensitive || !b.caseSensitive
+	x, y := a.segs, b.segs
+	for {
+		switch {
+		case len(x) == 0 && len(y) == 0:
+			return true
+		case len(x) > 0 && x[0].kind == segRest, len(y) > 0 && y[0].kind == segRest:
+			return true
+		case len(x) == 0 || len(y) == 0:
+			return false
+		}
+		if x[0].kind == segLiteral && y[0].kind == segLiteral {
+			if x[0].text != y[0].text && !(fold && asciiEqualFold(x[0].text, y[0].text)) {
+				return false
+			}
+		}
+		// A literal, {param} or * all match some non-empty segment in common.
+		x, y = x[1:], y[1:]
+	}
+}
+
+// Methods returns the methods the rule applies to (HEAD added where GET is listed);
+// nil means every method.
+func (r *Rule) Methods() []string { return slices.Clone(r.methods) }
