@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -278,6 +279,12 @@ func smuggled(p *policy.Policy, names []string) []string {
 			if sameHeaderName(n, h.Name) {
 				out = append(out, n)
 				break
+			}
+		}
+		// X_HTTP_METHOD_OVERRIDE reaches Rack and PHP as the override header too.
+		for _, h := range policy.MethodOverrideHeaders {
+			if sameHeaderName(n, h) && !slices.Contains(out, n) {
+				out = append(out, n)
 			}
 		}
 	}

@@ -367,14 +367,14 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*cacheEntry, error) 
 }
 
 // checkNumericDates enforces RFC 7519 §2: exp, nbf and iat are JSON numbers (a
-// numeric string is not one), and exp is required and positive. jwx treats a zero
-// exp as "no expiry", so exp: 0 would otherwise never expire.
+// numeric string is not one), and exp is required and at least 1. jwx treats an exp
+// whose whole seconds are zero as "no expiry", so exp: 0.5 would never expire.
 func checkNumericDates(claims map[string]any) error {
 	exp, present := claims["exp"]
 	if !present {
 		return reason.Errorf(reason.TokenMalformed, "token has no exp")
 	}
-	if f, ok := exp.(float64); !ok || f <= 0 {
+	if f, ok := exp.(float64); !ok || f < 1 {
 		return reason.Errorf(reason.TokenMalformed, "exp is not a positive NumericDate")
 	}
 	for _, name := range []string{"nbf", "iat"} {
