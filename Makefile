@@ -17,10 +17,15 @@ build: ## the extauthz binary, static
 
 test: lint unit fuzz deploy-test e2e ## everything CI runs
 
-lint: ## gofmt and go vet must be clean
+STATICCHECK := $(CACHE)/tools/staticcheck-v0.8.2/staticcheck
+$(STATICCHECK):
+	GOBIN=$(dir $(STATICCHECK)) GOFLAGS=-mod=mod $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+lint: $(STATICCHECK) ## gofmt, go vet and staticcheck must be clean
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 
 unit: ## unit and component tests, with the race detector (builds kube-apiserver + etcd once for internal/k8s)
 	assets=$$(hack/k8s-tools.sh); \

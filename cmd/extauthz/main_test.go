@@ -33,13 +33,12 @@ func runCLI(args ...string) (int, string) {
 }
 
 type sample struct {
-	dir     string
-	token   string
-	iat     int64
-	iss     string
-	uuid    string
-	kid     string
-	jwksURL string
+	dir   string
+	token string
+	iat   int64
+	iss   string
+	uuid  string
+	kid   string
 }
 
 func loadSample(t *testing.T, alg string) sample {

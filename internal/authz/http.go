@@ -91,9 +91,13 @@ func (h *HTTP) write(w http.ResponseWriter, dialect string, d engine.Decision) {
 		for _, hv := range d.Set {
 			hdr.Set(hv.Name, hv.Value)
 		}
-		if dialect == "envoy" && len(d.Remove) > 0 {
-			// Envoy's HTTP ext_authz removes the listed headers from the upstream request.
-			hdr.Set("X-Envoy-Auth-Headers-To-Remove", strings.Join(d.Remove, ","))
+		if dialect == "envoy" {
+			// Envoy's HTTP ext_authz removes the listed headers from the upstream
+			// request. It forwards us only its allowed_headers, so we cannot see
+			// which underscore spellings the request carried: list them all.
+			remove := make([]string, 0, len(d.Remove)+len(d.Spellings))
+			remove = append(append(remove, d.Remove...), d.Spellings...)
+			hdr.Set("X-Envoy-Auth-Headers-To-Remove", strings.Join(remove, ","))
 		}
 		w.WriteHeader(http.StatusOK)
 		return

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -22,10 +21,9 @@ import (
 
 	"github.com/betterauth-extauthz/extauthz/internal/authz"
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
+	"github.com/betterauth-extauthz/extauthz/internal/engine/enginetest"
 	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
-	"github.com/betterauth-extauthz/extauthz/internal/policy"
-	"github.com/betterauth-extauthz/extauthz/internal/token"
 	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
 )
 
@@ -35,8 +33,8 @@ type bomb struct{ jwkscache.Static }
 
 func (b bomb) Lookup(ctx context.Context, kid string) (*jwkscache.Key, error) {
 	if kid == "boom" {
-		var m map[string]int
-		m["boom"]++ // a real runtime panic, not a test-only one
+		var s []int
+		s[len(kid)]++ // a real runtime panic (index out of range), not a test-only one
 	}
 	return b.Static.Lookup(ctx, kid)
 }
@@ -63,21 +61,6 @@ func served(t *testing.T, e *engine.Engine) (authv3.AuthorizationClient, string)
 	return authv3.NewAuthorizationClient(conn), hs.URL
 }
 
-func engineWith(t *testing.T, keys token.KeySource, m *metrics.Set) *engine.Engine {
-	t.Helper()
-	p, err := policy.Load([]byte(doc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := engine.BuildStatic(p, keys, token.WithClock(func() time.Time { return now }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := engine.New(m, nil)
-	e.Swap(snap)
-	return e
-}
-
 func TestPanicIsDeniedAndServingContinues(t *testing.T) {
 	good := tokentest.NewKey(jwa.EdDSA, "k1")
 	boom := tokentest.NewKey(jwa.EdDSA, "boom")
@@ -86,7 +69,7 @@ func TestPanicIsDeniedAndServingContinues(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := metrics.New(prometheus.NewRegistry())
-	c, base := served(t, engineWith(t, bomb{keys}, m))
+	c, base := served(t, enginetest.WithKeys(t, doc, bomb{keys}, now, m))
 	claims := tokentest.Claims(iss, "userA", uuidA, now)
 	boomTok, goodTok := boom.Sign(claims, nil), good.Sign(claims, nil)
 	own := "/api/" + uuidA + "/tasks"
@@ -143,7 +126,7 @@ func TestMalformedEd25519KeyCannotCrash(t *testing.T) {
 	if v := testutil.ToFloat64(m.JWKSSkippedGauge(iss)); v != 1 {
 		t.Fatalf("extauthz_jwks_skipped_keys = %v, want 1", v)
 	}
-	c, _ := served(t, engineWith(t, cache, m))
+	c, _ := served(t, enginetest.WithKeys(t, doc, cache, now, m))
 	claims := tokentest.Claims(iss, "userA", uuidA, now)
 	own := "/api/" + uuidA + "/tasks"
 	// Unsigned: the header names the bad key, the signature is junk.

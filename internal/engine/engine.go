@@ -73,6 +73,10 @@ type Decision struct {
 	// Set and Remove are identity headers to set and to strip, on allow.
 	Set    []Header
 	Remove []string
+	// Spellings are every "_"/"-" spelling of the identity and method-override
+	// headers (policy.Policy.HeaderSpellings, shared: do not modify), for front
+	// doors that cannot see which ones the request carried.
+	Spellings []string
 	// Claims are the verified claims, when a token was verified.
 	Claims *token.Claims
 }
@@ -172,6 +176,9 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	if err != nil {
 		return deny(reason.PathRejected, err.Error(), RuleNone, false)
 	}
+	if err := policy.CheckQuery(req.Path); err != nil {
+		return deny(reason.MethodRejected, err.Error(), RuleNone, false)
+	}
 	strip := smuggled(p, req.UnderscoreHeaders)
 	if req.CannotRemove {
 		if req.MethodOverride {
@@ -212,7 +219,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 			return d
 		}
 	}
-	d := Decision{Allow: true, Status: http.StatusOK, Rule: ruleName, TokenPresent: true, Claims: claims}
+	d := Decision{Allow: true, Status: http.StatusOK, Rule: ruleName, TokenPresent: true, Claims: claims, Spellings: p.HeaderSpellings}
 	d.Set, d.Remove = identityHeaders(p.Identity, claims.Set, strip)
 	return d
 }
@@ -239,7 +246,7 @@ func deny(code reason.Code, detail, rule string, tokenPresent bool) Decision {
 // allowAnonymous lets a request through without identity: every identity header
 // (and variant) is stripped, so a client cannot smuggle one past a public rule.
 func allowAnonymous(p *policy.Policy, rule string, strip []string) Decision {
-	d := Decision{Allow: true, Status: http.StatusOK, Rule: rule}
+	d := Decision{Allow: true, Status: http.StatusOK, Rule: rule, Spellings: p.HeaderSpellings}
 	d.Remove = make([]string, 0, len(p.Identity)+len(policy.MethodOverrideHeaders)+len(strip))
 	for _, h := range p.Identity {
 		d.Remove = append(d.Remove, h.Name)

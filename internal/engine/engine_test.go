@@ -218,6 +218,11 @@ func TestHeaderValue(t *testing.T) {
 		{true, "true", true},
 		{float64(42), "42", true},
 		{1.5, "1.5", true},
+		{float64(1<<53 - 1), "9007199254740991", true},
+		// Past 2^53, 9007199254740993 parses to the same float as ...992: refused.
+		{float64(1 << 53), "", false},
+		{-float64(1 << 53), "", false},
+		{1e300, "", false},
 		{[]any{"a", "b"}, `["a","b"]`, true},
 		{"é ü 名前", "é ü 名前", true},
 		{"Alice Smith", "Alice Smith", true},

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/json"
+	"math"
 	"strconv"
 	"strings"
 	"unicode"
@@ -53,6 +54,11 @@ func HeaderValue(v any) (string, bool) {
 	case bool:
 		s = strconv.FormatBool(t)
 	case float64:
+		// Beyond 2^53 a JSON number no longer names one integer: two different
+		// claims would render as the same header value.
+		if math.IsNaN(t) || math.Abs(t) >= 1<<53 {
+			return "", false
+		}
 		s = strconv.FormatFloat(t, 'f', -1, 64)
 	default:
 		b, err := json.Marshal(t)

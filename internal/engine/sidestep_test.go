@@ -59,6 +59,18 @@ func TestSpellingsOfTheSameRequest(t *testing.T) {
 		{"lower-case method", "delete", "api.example.com", bob, nil, reason.MethodRejected, engine.RuleNone},
 		{"capitalised method", "Delete", "api.example.com", bob, nil, reason.MethodRejected, engine.RuleNone},
 		{"method override through nginx", "POST", "api.example.com", "/api/" + uuidA + "/notes", func(r *engine.Request) { r.MethodOverride, r.CannotRemove = true, true }, reason.MethodRejected, engine.RuleNone},
+		{"underscore override header through nginx", "POST", "api.example.com", "/api/" + uuidA + "/notes", func(r *engine.Request) {
+			r.UnderscoreHeaders, r.CannotRemove = []string{"X_Http_Method_Override"}, true
+		}, reason.HeaderRejected, engine.RuleNone},
+		{"_method query parameter (Laravel, Symfony)", "POST", "api.example.com", "/api/" + uuidA + "/notes?_method=DELETE", nil, reason.MethodRejected, engine.RuleNone},
+		{"_METHOD", "POST", "api.example.com", "/api/" + uuidA + "/notes?a=1&_METHOD=DELETE", nil, reason.MethodRejected, engine.RuleNone},
+		{"escaped _method", "POST", "api.example.com", "/api/" + uuidA + "/notes?%5Fmethod=DELETE", nil, reason.MethodRejected, engine.RuleNone},
+		{"_method array", "POST", "api.example.com", "/api/" + uuidA + "/notes?_method[]=DELETE", nil, reason.MethodRejected, engine.RuleNone},
+		{"PHP turns . into _", "POST", "api.example.com", "/api/" + uuidA + "/notes?.method=DELETE", nil, reason.MethodRejected, engine.RuleNone},
+		{"PHP drops a leading space", "POST", "api.example.com", "/api/" + uuidA + "/notes?+_method=DELETE", nil, reason.MethodRejected, engine.RuleNone},
+		{"; separates parameters", "POST", "api.example.com", "/api/" + uuidA + "/notes?a=b;_method=PUT", nil, reason.MethodRejected, engine.RuleNone},
+		{"escaped long s folds to S (ASP.NET)", "GET", "api.example.com", "/api/" + uuidB + "/ta%C5%BFks", nil, reason.PathRejected, engine.RuleNone},
+		{"escaped Kelvin sign", "GET", "api.example.com", "/api/" + uuidB + "/tas%E2%84%AAs", nil, reason.PathRejected, engine.RuleNone},
 		{"admin", "GET", "api.example.com", "/admin/users", nil, reason.ConditionFalse, "admin"},
 		{"admin, host with trailing dot", "GET", "api.example.com.", "/admin/users", nil, reason.ConditionFalse, "admin"},
 		{"admin, upper-case host and port", "GET", "API.Example.com:443", "/admin/users", nil, reason.ConditionFalse, "admin"},
@@ -95,5 +107,17 @@ func TestMethodOverrideNeverReachesTheBackend(t *testing.T) {
 		if !slices.Contains(d.Remove, h) {
 			t.Errorf("%s not removed: %v", h, d.Remove)
 		}
+	}
+	// Rack and PHP read X_HTTP_METHOD_OVERRIDE as the override header too.
+	d = f.e.Decide(context.Background(), &engine.Request{Method: "POST", Host: "api.example.com", Path: "/api/" + uuidA + "/notes",
+		Authorization: bearer(f.token(nil)), UnderscoreHeaders: []string{"X_Http_Method_Override", "x-http_method"}})
+	if !d.Allow || !slices.Contains(d.Remove, "X_Http_Method_Override") || !slices.Contains(d.Remove, "x-http_method") {
+		t.Fatalf("underscore override spellings not removed: %+v", d)
+	}
+	// A parameter that merely contains "method" is fine.
+	d = f.e.Decide(context.Background(), &engine.Request{Method: "POST", Host: "api.example.com", Path: "/api/" + uuidA + "/notes?payment_method=card&method=x",
+		Authorization: bearer(f.token(nil))})
+	if !d.Allow {
+		t.Fatalf("ordinary query denied: %+v", d)
 	}
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/google/cel-go/cel"
 	celast "github.com/google/cel-go/common/ast"
@@ -91,14 +92,28 @@ func claimsRead(e celast.Expr) (names []string, anyClaim bool) {
 	return names, len(named) < len(idents)
 }
 
-func evalCondition(prg cel.Program, claims map[string]any, req *Request, ps Params) (bool, error) {
+// celPath is the path CEL sees: canonical, without the trailing slash rules ignore,
+// and ASCII-lower-cased unless the rule is case-sensitive, so that
+// request.path.startsWith("/admin") judges /ADMIN/ as the rule's templates do.
+func celPath(p Path, caseSensitive bool) string {
+	s := p.Canonical
+	if p.TrailingSlash {
+		s = s[:len(s)-1]
+	}
+	if !caseSensitive {
+		s = strings.ToLower(s)
+	}
+	return s
+}
+
+func evalCondition(prg cel.Program, claims map[string]any, req *Request, ps Params, caseSensitive bool) (bool, error) {
 	params := make(map[string]string, len(ps))
 	for _, p := range ps {
 		params[p.Name] = p.Value
 	}
 	out, _, err := prg.Eval(map[string]any{
 		"claims":  claims,
-		"request": map[string]string{"method": req.Method, "path": req.Path.Canonical, "host": req.Host},
+		"request": map[string]string{"method": req.Method, "path": celPath(req.Path, caseSensitive), "host": req.Host},
 		"params":  params,
 	})
 	if err != nil {

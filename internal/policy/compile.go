@@ -67,6 +67,11 @@ type Policy struct {
 	Hash string
 	// Warnings are what Lint found: legal, but likely not what the author meant.
 	Warnings []string
+	// HeaderSpellings are the other "_"/"-" spellings of every identity and
+	// method-override header ("x_user_id", "x-user_id", …), which CGI and WSGI
+	// backends read as the same header. Front doors that cannot see the request's
+	// headers (Envoy's HTTP mode forwards only its allowed_headers) remove them all.
+	HeaderSpellings []string
 }
 
 // Load parses and compiles a policy document.
@@ -128,6 +133,12 @@ func Compile(c *Config) (*Policy, error) {
 		p.Identity = append(p.Identity, IdentityHeader{Name: name, Claim: claim})
 	}
 	sort.Slice(p.Identity, func(i, j int) bool { return p.Identity[i].Name < p.Identity[j].Name })
+	for _, h := range p.Identity {
+		p.HeaderSpellings = append(p.HeaderSpellings, spellings(h.Name)...)
+	}
+	for _, h := range MethodOverrideHeaders {
+		p.HeaderSpellings = append(p.HeaderSpellings, spellings(h)...)
+	}
 
 	switch c.Default {
 	case "", "deny":
@@ -255,9 +266,37 @@ var reservedHeaders = []string{
 // reservedPrefixes are families of reserved names.
 var reservedPrefixes = []string{"x-envoy-", "x-forwarded-", "x-original-"}
 
+// maxHeaderHyphens bounds the "-" in an identity header name: each doubles the
+// spellings a front door must remove.
+const maxHeaderHyphens = 5
+
+// spellings returns name with every non-empty choice of its "-" replaced by "_".
+func spellings(name string) []string {
+	var at []int
+	for i := 0; i < len(name); i++ {
+		if name[i] == '-' {
+			at = append(at, i)
+		}
+	}
+	out := make([]string, 0, 1<<len(at)-1)
+	for mask := 1; mask < 1<<len(at); mask++ {
+		b := []byte(name)
+		for bit, i := range at {
+			if mask&(1<<bit) != 0 {
+				b[i] = '_'
+			}
+		}
+		out = append(out, string(b))
+	}
+	return out
+}
+
 func checkHeaderName(name string) error {
 	if name == "" {
 		return errors.New("header name is empty")
+	}
+	if strings.Count(name, "-") > maxHeaderHyphens {
+		return fmt.Errorf("header name has more than %d '-'", maxHeaderHyphens)
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
@@ -280,7 +319,7 @@ func checkHeaderName(name string) error {
 var knownMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
 
 func compileRule(env *cel.Env, rc RuleConfig) (*Rule, error) {
-	r := &Rule{Name: rc.Name, Public: rc.Public}
+	r := &Rule{Name: rc.Name, Public: rc.Public, caseSensitive: rc.CaseSensitive}
 	if rc.Name == "" {
 		return nil, errors.New("name: required")
 	}

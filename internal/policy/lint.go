@@ -10,7 +10,8 @@ import (
 // only the requests it matches; whatever it does not match (another method, host,
 // or a path spelling it does not cover) falls through to later rules and the
 // default. So an owner rule next to `default: authenticated`, or followed by a rule
-// whose paths overlap its own, likely lets another user's data through.
+// whose paths overlap its own, likely lets another user's data through; so does an
+// earlier rule that takes some of its requests first.
 func lint(p *Policy) []string {
 	var out []string
 	for i, r := range p.Rules {
@@ -22,6 +23,13 @@ func lint(p *Policy) []string {
 				"rule %q checks ownership, but default: authenticated allows any valid token on the requests it does not match (other methods or hosts); prefer default: deny",
 				r.Name))
 		}
+		for _, earlier := range p.Rules[:i] {
+			if earlier.Owner == nil && methodsOverlap(earlier, r) && overlaps(earlier, r) {
+				out = append(out, fmt.Sprintf(
+					"rule %q checks ownership, but the earlier rule %q matches some of the same requests: first match wins, so those never reach the ownership check",
+					r.Name, earlier.Name))
+			}
+		}
 		for _, later := range p.Rules[i+1:] {
 			if overlaps(r, later) {
 				out = append(out, fmt.Sprintf(
@@ -31,6 +39,18 @@ func lint(p *Policy) []string {
 		}
 	}
 	return out
+}
+
+func methodsOverlap(a, b *Rule) bool {
+	if len(a.methods) == 0 || len(b.methods) == 0 {
+		return true
+	}
+	for _, m := range a.methods {
+		if slices.Contains(b.methods, m) {
+			return true
+		}
+	}
+	return false
 }
 
 // overlaps reports whether some request path could match a path of both rules on a

@@ -2,14 +2,18 @@ package policy
 
 import (
 	"errors"
+	"net/url"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // MaxPathLength bounds the request path we are willing to canonicalise.
 const MaxPathLength = 8 << 10
 
-// Path is a request path in canonical form: query stripped, unreserved %-escapes
-// decoded, other escapes in upper-case hex.
+// Path is a request path in canonical form: query stripped, every %-escape of a
+// printable ASCII character decoded except %25 (%), %3F (?), %23 (#) and %20
+// (space), which stay escaped with upper-case hex, as do UTF-8 escapes.
 type Path struct {
 	// Canonical is the whole path, starting with '/', trailing slash kept.
 	Canonical string
@@ -34,6 +38,8 @@ var (
 	ErrPathSemicolon    = errors.New("path has ; in a segment")
 	ErrPathFragment     = errors.New("path has a fragment")
 	ErrPathEmptySegment = errors.New("path has an empty segment (//)")
+	ErrPathSpace        = errors.New("path has a raw space")
+	ErrPathCaseFold     = errors.New("path has an escaped character that case-folds to ASCII")
 )
 
 // Canonicalize turns a request path (as a proxy forwards it, possibly with a query
@@ -101,6 +107,8 @@ func canonicalSegment(seg string) (string, error) {
 			escaped = true
 		case c < 0x20 || c == 0x7f:
 			return "", ErrPathControl
+		case c == ' ':
+			return "", ErrPathSpace
 		case c >= 0x80:
 			return "", ErrPathNonASCII
 		case c == '\\':
@@ -119,6 +127,7 @@ func canonicalSegment(seg string) (string, error) {
 	}
 	var b strings.Builder
 	b.Grow(len(seg))
+	high := false
 	for i := 0; i < len(seg); i++ {
 		c := seg[i]
 		if c != '%' {
@@ -137,9 +146,12 @@ func canonicalSegment(seg string) (string, error) {
 			return "", ErrPathControl
 		case v == ';':
 			return "", ErrPathSemicolon
-		case isUnreserved(v):
+		case v < 0x80 && !keptEscaped(v):
+			// Backends decode "%3A" to ":" before routing, so we judge the decoded
+			// character; a literal "a:b" in a rule then matches both spellings.
 			b.WriteByte(v)
 		default:
+			high = high || v >= 0x80
 			const hexdigits = "0123456789ABCDEF"
 			b.WriteByte('%')
 			b.WriteByte(hexdigits[v>>4])
@@ -150,12 +162,61 @@ func canonicalSegment(seg string) (string, error) {
 	if out == "." || out == ".." {
 		return "", ErrPathDotSegment
 	}
+	if high {
+		if err := checkEscapedRunes(out); err != nil {
+			return "", err
+		}
+	}
 	return out, nil
 }
 
-func isUnreserved(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-		c == '-' || c == '.' || c == '_' || c == '~'
+// keptEscaped are the ASCII characters that stay %-escaped in canonical form:
+// decoding them would change how the path splits (query, fragment) or make the
+// escape ambiguous (%), and a raw space is not a valid request path.
+func keptEscaped(c byte) bool { return c == '%' || c == '?' || c == '#' || c == ' ' }
+
+// checkEscapedRunes refuses escaped bytes that are not UTF-8, and escaped letters
+// that fold to ASCII under Unicode case rules (the long s U+017F, dotless i U+0131,
+// dotted I U+0130, the Kelvin sign U+212A): ASP.NET's OrdinalIgnoreCase and
+// Unicode-aware case-insensitive routers match "/%C5%BFecret" like "/secret", which
+// our ASCII-only folding would not.
+func checkEscapedRunes(seg string) error {
+	decoded, err := url.PathUnescape(seg)
+	if err != nil || !utf8.ValidString(decoded) {
+		return ErrPathBadEncoding
+	}
+	for _, r := range decoded {
+		if r >= utf8.RuneSelf && foldsToASCII(r) {
+			return ErrPathCaseFold
+		}
+	}
+	return nil
+}
+
+func foldsToASCII(r rune) bool {
+	if unicode.ToUpper(r) < utf8.RuneSelf || unicode.ToLower(r) < utf8.RuneSelf {
+		return true
+	}
+	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+		if f < utf8.RuneSelf {
+			return true
+		}
+	}
+	return false
+}
+
+// DecodeParam returns a canonical segment with its remaining escapes decoded: the
+// value a backend hands its handler, which owner checks and CEL compare.
+func DecodeParam(seg string) string {
+	if !strings.Contains(seg, "%") {
+		return seg
+	}
+	v, err := url.PathUnescape(seg)
+	if err != nil {
+		// Canonical segments always decode; keep the bytes rather than guess.
+		return seg
+	}
+	return v
 }
 
 func isHex(c byte) bool {

@@ -11,11 +11,14 @@ func TestCanonicalize(t *testing.T) {
 		{"/", "/"},
 		{"/api/u1/tasks", "/api/u1/tasks"},
 		{"/api/u1/tasks?x=1&y=../..", "/api/u1/tasks"},
-		{"/api/%75%31/tasks", "/api/u1/tasks"},               // unreserved escapes decoded
-		{"/api/%7Eme/%2D%5F%2e%2E1", "/api/~me/-_..1"},       // unreserved incl. dots inside a segment
-		{"/a%20b/c", "/a%20b/c"},                             // reserved escapes kept
-		{"/a%3a/b", "/a%3A/b"},                               // ...in upper-case hex
+		{"/api/%75%31/tasks", "/api/u1/tasks"},         // unreserved escapes decoded
+		{"/api/%7Eme/%2D%5F%2e%2E1", "/api/~me/-_..1"}, // unreserved incl. dots inside a segment
+		{"/a%20b/c", "/a%20b/c"},                       // an escaped space stays escaped
+		{"/a%3a/b", "/a:/b"},                           // printable ASCII escapes decoded
+		{"/u%40example.com/%21%24%26%27%28%29%2A%2B%2C%3D", "/u@example.com/!$&'()*+,="},
 		{"/a%25/b", "/a%25/b"},                               // a literal percent stays escaped
+		{"/a%3f%23/b", "/a%3F%23/b"},                         // ? and # stay escaped, in upper-case hex
+		{"/caf%c3%a9", "/caf%C3%A9"},                         // UTF-8 escapes stay escaped
 		{"/api/u1/tasks/", "/api/u1/tasks/"},                 // trailing slash kept (and judged without)
 		{"/api/%75%31/", "/api/u1/"},                         // ...also after decoding
 		{"/API/U1/Tasks", "/API/U1/Tasks"},                   // case kept: rules fold it
@@ -65,6 +68,13 @@ func TestCanonicalize(t *testing.T) {
 		{"/api/..;/admin", ErrPathSemicolon},
 		{"/api/u1%3B/tasks", ErrPathSemicolon},
 		{"/api/\xc3\xa9", ErrPathNonASCII},
+		{"/a b", ErrPathSpace},
+		{"/api/%c3", ErrPathBadEncoding},    // an escaped byte that is not UTF-8
+		{"/api/%ff%fe", ErrPathBadEncoding}, // ...
+		{"/%C5%BFecret", ErrPathCaseFold},   // ſ: ASP.NET upper-cases it to S
+		{"/adm%C4%B1n", ErrPathCaseFold},    // ı (dotless i) upper-cases to I
+		{"/%C4%B0d", ErrPathCaseFold},       // İ lower-cases to i
+		{"/%E2%84%AAey", ErrPathCaseFold},   // the Kelvin sign folds to k
 		{"/api/u1#frag", ErrPathFragment},
 		{"/" + strings.Repeat("a", MaxPathLength), ErrPathTooLong},
 		// nginx merge_slashes and Spring serve these as /api/x/tasks: refuse them.
@@ -84,7 +94,7 @@ func TestCanonicalize(t *testing.T) {
 }
 
 func FuzzCanonicalize(f *testing.F) {
-	for _, s := range []string{"/api/u1/tasks", "/api/%2e%2e/x", "/a%2F", "/a//b?q", "/%", "/a;b", "/\\"} {
+	for _, s := range []string{"/api/u1/tasks", "/api/%2e%2e/x", "/a%2F", "/a//b?q", "/%", "/a;b", "/\\", "/a%3a%25%C3%A9", "/%C5%BF"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -110,8 +120,12 @@ func FuzzCanonicalize(f *testing.F) {
 				t.Fatalf("escape left in %q from %q", s, raw)
 			}
 			for i := 0; i < len(s); i++ {
-				if s[i] < 0x20 || s[i] >= 0x7f {
-					t.Fatalf("control or non-ASCII byte in %q from %q", s, raw)
+				if s[i] <= 0x20 || s[i] >= 0x7f {
+					t.Fatalf("control, space or non-ASCII byte in %q from %q", s, raw)
+				}
+				// Only %, ?, #, space and UTF-8 bytes stay escaped.
+				if s[i] == '%' && !(i+2 < len(s) && (s[i+1:i+3] == "25" || s[i+1:i+3] == "3F" || s[i+1:i+3] == "23" || s[i+1:i+3] == "20" || s[i+1] >= '8')) {
+					t.Fatalf("escape %q left in %q from %q", s[i:min(i+3, len(s))], s, raw)
 				}
 			}
 		}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -151,6 +152,7 @@ rules:
   - {name: exact, paths: ["/Reports/{id}"], caseSensitive: true, public: true}
   - {name: root, paths: ["/"], public: true}
   - {name: files, paths: ["/files/**"], public: true}
+  - {name: colon, paths: ["/v1/a:b"], public: true}
 `)
 	cases := []struct{ path, rule string }{
 		{"/Reports/1", "exact"},
@@ -162,6 +164,9 @@ rules:
 		{"/files/a/b/", "files"},
 		{"/FILES/a", "files"},
 		{"/filesx", ""},
+		{"/v1/a:b", "colon"},
+		{"/v1/a%3Ab", "colon"}, // backends decode %3A before routing
+		{"/v1/a%3ab", "colon"},
 	}
 	for _, tc := range cases {
 		cp, err := Canonicalize(tc.path)
@@ -176,6 +181,72 @@ rules:
 		if got != tc.rule {
 			t.Errorf("%s: rule %q, want %q", tc.path, got, tc.rule)
 		}
+	}
+}
+
+// TestConditionSeesCanonicalRequest: CEL judges the path as the templates do (no
+// trailing slash, case folded unless the rule is case-sensitive) and parameters
+// as the backend's handler receives them (fully decoded).
+func TestConditionSeesCanonicalRequest(t *testing.T) {
+	p := mustLoad(t, `
+issuers: [{betterAuthURL: https://a.example}]
+rules:
+  - {name: folded, paths: ["/f/**"], when: 'request.path == "/f/admin/x"'}
+  - {name: exact, paths: ["/e/**"], caseSensitive: true, when: 'request.path == "/e/Admin"'}
+  - {name: param, paths: ["/p/{who}"], when: 'params.who == claims.email'}
+  - {name: owner, paths: ["/o/{who}"], owner: {param: who, claim: email}}
+`)
+	claims := mapClaims{"email": "a b@example.com"}
+	cases := []struct {
+		path string
+		ok   bool
+	}{
+		{"/f/admin/x", true},
+		{"/F/ADMIN/x/", true},
+		{"/f/%61dmin/x", true},
+		{"/f/admin/y", false},
+		{"/e/Admin", true},
+		{"/e/Admin/", true},
+		{"/e/admin", false},
+		{"/p/a%20b@example.com", true},
+		{"/p/a%20b%40example.com", true},
+		{"/p/a+b@example.com", false},
+		{"/o/a%20b@example.com", true},
+		{"/o/a%20b%40example.com", true},
+		{"/o/A%20b@example.com", false},
+	}
+	for _, tc := range cases {
+		cp, err := Canonicalize(tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := &Request{Method: "GET", Host: "x", Path: cp}
+		r, ps := p.Match(req)
+		if r == nil {
+			t.Fatalf("%s: no rule", tc.path)
+		}
+		code, detail := r.Authorize(claims, req, ps)
+		if (code == "") != tc.ok {
+			t.Errorf("%s: rule %s: %q %s, want allow=%v", tc.path, r.Name, code, detail, tc.ok)
+		}
+	}
+}
+
+func TestHeaderSpellings(t *testing.T) {
+	p := mustLoad(t, "issuers: [{betterAuthURL: https://a.example}]\nidentity: {headers: {x-user-id: sub}}\n")
+	got := strings.Join(p.HeaderSpellings, ",")
+	for _, want := range []string{"x_user-id", "x-user_id", "x_user_id", "x_http_method_override", "x-http_method", "x_method_override"} {
+		if !slices.Contains(p.HeaderSpellings, want) {
+			t.Errorf("spellings %s lack %s", got, want)
+		}
+	}
+	for _, name := range []string{"x-user-id", "x-http-method-override"} {
+		if slices.Contains(p.HeaderSpellings, name) {
+			t.Errorf("spellings %s include the name itself, %s", got, name)
+		}
+	}
+	if n := len(p.HeaderSpellings); n != 3+7+3+3 {
+		t.Errorf("%d spellings: %s", n, got)
 	}
 }
 
@@ -194,6 +265,8 @@ func TestRuleValidation(t *testing.T) {
 		{`paths: ["/a"], hosts: ["foo.*.com"]`, "not a host name"},
 		{`paths: ["/a"], hosts: ["*"]`, "not a host name"},
 		{`paths: ["/a"], methods: [get]`, "upper-case"},
+		{`paths: ["/a%3Ab"]`, "not canonical"},
+		{`paths: ["/a%C5%BF"]`, "case-folds"},
 	}
 	for _, tc := range cases {
 		_, err := Load([]byte(pre + tc.rule + "}]\n"))
@@ -216,6 +289,7 @@ func TestIdentityHeaderNamesReserved(t *testing.T) {
 		"authorization", "cookie", "host", "x-envoy-original-path", "forwarded", "x-forwarded-for",
 		"x-forwarded-host", "x-real-ip", "x-original-uri", "x-original-method", "x-request-id",
 		"x-http-method-override", "x-http-method", "x-method-override", "x_user_id", "X-User-Id",
+		"x-a-b-c-d-e-f", // six hyphens: 63 spellings to remove
 	} {
 		_, err := Load([]byte("issuers: [{betterAuthURL: https://a.example}]\nidentity: {headers: {" + name + ": sub}}\n"))
 		if err == nil {
@@ -239,7 +313,10 @@ func TestLint(t *testing.T) {
 		{"later rule, other host", pre + "rules:\n  - {name: own, hosts: [a.example.com], paths: ['/t/{id}'], owner: {param: id, claim: uuid}}\n  - {name: b, hosts: [b.example.com], paths: ['/t/{id}']}\n", nil},
 		{"later rule, wildcard host", pre + "rules:\n  - {name: own, hosts: [a.example.com], paths: ['/t/{id}'], owner: {param: id, claim: uuid}}\n  - {name: b, hosts: ['*.example.com'], paths: ['/t/*']}\n", []string{`later rule "b"`}},
 		{"later rule, disjoint path", pre + "rules:\n" + owner + "  - {name: other, paths: ['/api/{x}/notes']}\n", nil},
-		{"earlier rule is not the owner's concern", pre + "rules:\n  - {name: any-api, paths: ['/api/**']}\n" + owner, nil},
+		{"earlier overlapping rule", pre + "rules:\n  - {name: any-api, paths: ['/api/**']}\n" + owner, []string{`earlier rule "any-api"`}},
+		{"earlier public rule", pre + "rules:\n  - {name: open, public: true, paths: ['/API/*/tasks/**']}\n" + owner, []string{`earlier rule "open"`}},
+		{"earlier rule, other methods", pre + "rules:\n  - {name: writes, methods: [POST], paths: ['/api/**']}\n" + owner, nil},
+		{"earlier rule, disjoint path", pre + "rules:\n  - {name: notes, paths: ['/api/{x}/notes']}\n" + owner, nil},
 	}
 	for _, tc := range cases {
 		p, err := Load([]byte(tc.doc))

@@ -20,10 +20,11 @@ type Rule struct {
 	// When is the CEL condition as written ("" when none).
 	When string
 
-	methods []string
-	hosts   []string
-	paths   []*Template
-	when    cel.Program
+	methods       []string
+	hosts         []string
+	paths         []*Template
+	caseSensitive bool
+	when          cel.Program
 	// whenClaims are the claims `when` reads; whenAnyClaim: it may read any.
 	whenClaims   []string
 	whenAnyClaim bool
@@ -80,7 +81,7 @@ func (r *Rule) Authorize(claims Claims, req *Request, ps Params) (reason.Code, s
 		}
 	}
 	if r.when != nil {
-		ok, err := evalCondition(r.when, claims.Map(), req, ps)
+		ok, err := evalCondition(r.when, claims.Map(), req, ps, r.caseSensitive)
 		if err != nil {
 			return reason.ConditionFalse, "condition error: " + err.Error()
 		}

@@ -30,7 +30,8 @@ type Template struct {
 	caseSensitive bool
 }
 
-// Param is one bound template parameter.
+// Param is one bound template parameter. Value is fully %-decoded, as a backend's
+// handler would receive it.
 type Param struct {
 	Name, Value string
 }
@@ -142,7 +143,7 @@ func (t *Template) Match(segs []string, ps Params) (Params, bool) {
 				return ps[:start], false
 			}
 			if s.kind == segParam {
-				ps = append(ps, Param{Name: s.text, Value: v})
+				ps = append(ps, Param{Name: s.text, Value: DecodeParam(v)})
 			}
 		}
 	}

@@ -31,6 +31,9 @@ import (
 const (
 	// MaxSize bounds a token; Better Auth's are under 1 KiB.
 	MaxSize = 8 << 10
+	// MaxHeaderSize bounds the decoded JOSE header, which is parsed before the
+	// signature is checked; Better Auth's is under 100 bytes ({"alg","kid"}).
+	MaxHeaderSize = 1 << 10
 	// DefaultLeeway absorbs clock skew between Better Auth and us.
 	DefaultLeeway = 30 * time.Second
 )
@@ -171,6 +174,9 @@ type header struct {
 // parseHeader decodes the JOSE header strictly (see decodeObject): member names are
 // case-exact, so {"ALG":"none"} has no alg, and alg and kid must be strings.
 func parseHeader(hdrJSON []byte) (header, error) {
+	if tooDeep(hdrJSON, MaxJSONDepth) {
+		return header{}, errTooDeep
+	}
 	m, err := decodeObject(hdrJSON)
 	if err != nil {
 		return header{}, err
@@ -250,6 +256,9 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*cacheEntry, error) 
 	hdrB64, payloadB64, sigB64, ok := splitCompact(raw)
 	if !ok {
 		return nil, reason.Errorf(reason.TokenMalformed, "not a compact JWS (three base64url parts)")
+	}
+	if base64.RawURLEncoding.DecodedLen(len(hdrB64)) > MaxHeaderSize {
+		return nil, reason.Errorf(reason.TokenMalformed, "header exceeds %d bytes", MaxHeaderSize)
 	}
 	hdrJSON, err := base64.RawURLEncoding.DecodeString(hdrB64)
 	if err != nil {

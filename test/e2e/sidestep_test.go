@@ -45,6 +45,8 @@ func TestSpellingsNeverReachAnotherUsersData(t *testing.T) {
 		{"host with trailing dot", "GET", "/api/" + bob + "/tasks", map[string]string{"Host": "api.example.com."}},
 		{"lower-case method", "get", "/api/" + bob + "/tasks", nil},
 		{"method override", "POST", "/api/" + bob + "/tasks", map[string]string{"X-HTTP-Method-Override": "GET"}},
+		{"_method query parameter", "POST", "/api/" + bob + "/tasks?_method=GET", nil},
+		{"escaped long s (ASP.NET folds it to S)", "GET", "/api/" + bob + "/ta%C5%BFks", nil},
 	}
 	for name, base := range map[string]string{"envoy": c.Envoy.URL, "nginx": c.Nginx.URL} {
 		for _, tc := range cases {

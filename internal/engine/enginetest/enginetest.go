@@ -26,6 +26,13 @@ func New(t testing.TB, policyDoc string, now time.Time, m *metrics.Set, opts ...
 	if err != nil {
 		t.Fatal(err)
 	}
+	return WithKeys(t, policyDoc, keys, now, m, opts...), key
+}
+
+// WithKeys is New with the caller's keys for every issuer: a wrapper that fails
+// or panics, say.
+func WithKeys(t testing.TB, policyDoc string, keys token.KeySource, now time.Time, m *metrics.Set, opts ...token.Option) *engine.Engine {
+	t.Helper()
 	p, err := policy.Load([]byte(policyDoc))
 	if err != nil {
 		t.Fatal(err)
@@ -37,5 +44,5 @@ func New(t testing.TB, policyDoc string, now time.Time, m *metrics.Set, opts ...
 	}
 	e := engine.New(m, nil)
 	e.Swap(snap)
-	return e, key
+	return e
 }
