@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/betterauth-extauthz/extauthz/internal/authz"
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
 	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
 	"github.com/betterauth-extauthz/extauthz/internal/k8s"
@@ -24,25 +26,62 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/token"
 )
 
+// serveFlags are serve's flags; each may also come from an EXTAUTHZ_* variable.
+type serveFlags struct {
+	config, configMap, configMapKey, kubeconfig string
+	grpcAddr, httpAddr, adminAddr               string
+	logLevel, realm                             string
+	shutdownDelay, shutdownTimeout              time.Duration
+	pprof                                       bool
+	cacheEntries, cacheBytes                    int
+}
+
+func (f *serveFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.config, "config", "", "policy file (YAML), watched for changes")
+	fs.StringVar(&f.configMap, "policy-configmap", "", "NAMESPACE/NAME of a ConfigMap holding the policy, watched through the API server")
+	fs.StringVar(&f.configMapKey, "policy-key", k8s.DefaultKey, "key of the policy in the ConfigMap")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for --policy-configmap (default: in-cluster service account)")
+	fs.StringVar(&f.grpcAddr, "grpc-addr", ":9001", "Envoy ext_authz gRPC listen address")
+	fs.StringVar(&f.httpAddr, "http-addr", ":9002", "HTTP check listen address (Envoy HTTP, nginx, Traefik)")
+	fs.StringVar(&f.adminAddr, "admin-addr", ":9003", "admin listen address (/healthz, /readyz, /metrics)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.realm, "realm", authz.DefaultRealm, "realm of WWW-Authenticate challenges")
+	fs.DurationVar(&f.shutdownDelay, "shutdown-delay", 5*time.Second, "time readiness is false before the servers stop")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "deadline for in-flight checks at shutdown")
+	fs.BoolVar(&f.pprof, "admin-pprof", false, "serve Go's /debug/pprof/ on the admin port (profiling; keep the admin port private)")
+	fs.IntVar(&f.cacheEntries, "token-cache-entries", token.DefaultCacheEntries, "verified tokens to remember (0 disables the cache)")
+	fs.IntVar(&f.cacheBytes, "token-cache-bytes", token.DefaultCacheBytes, "memory budget of the verified-token cache")
+}
+
+// source is the policy source the flags name: a file, a ConfigMap, or the default
+// policy for BETTER_AUTH_URL.
+func (f *serveFlags) source(log *slog.Logger) (reload.Source, error) {
+	switch {
+	case f.config != "" && f.configMap != "":
+		return nil, usageErr("give --config or --policy-configmap, not both")
+	case f.configMap != "":
+		ns, name, ok := strings.Cut(f.configMap, "/")
+		if !ok || ns == "" || name == "" {
+			return nil, usageErr("--policy-configmap wants NAMESPACE/NAME, got %q", f.configMap)
+		}
+		rest, err := k8s.RESTConfig(f.kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes config: %w", err)
+		}
+		return k8s.NewConfigMap(k8s.Config{Namespace: ns, Name: name, Key: f.configMapKey, REST: rest, Log: log})
+	case f.config != "":
+		return reload.File{Path: f.config, Log: log}, nil
+	case os.Getenv("BETTER_AUTH_URL") != "":
+		return reload.Static{Name: "env:BETTER_AUTH_URL", Doc: DefaultPolicy(os.Getenv("BETTER_AUTH_URL"))}, nil
+	}
+	return nil, usageErr("give --config FILE, --policy-configmap NAMESPACE/NAME, or set BETTER_AUTH_URL")
+}
+
 func cmdServe(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var (
-		cfgFile       = fs.String("config", "", "policy file (YAML), watched for changes")
-		cmRef         = fs.String("policy-configmap", "", "NAMESPACE/NAME of a ConfigMap holding the policy, watched through the API server")
-		cmKey         = fs.String("policy-key", k8s.DefaultKey, "key of the policy in the ConfigMap")
-		kubeconfig    = fs.String("kubeconfig", "", "kubeconfig for --policy-configmap (default: in-cluster service account)")
-		grpcAddr      = fs.String("grpc-addr", ":9001", "Envoy ext_authz gRPC listen address")
-		httpAddr      = fs.String("http-addr", ":9002", "HTTP check listen address (Envoy HTTP, nginx, Traefik)")
-		adminAddr     = fs.String("admin-addr", ":9003", "admin listen address (/healthz, /readyz, /metrics)")
-		logLevel      = fs.String("log-level", "info", "debug, info, warn or error")
-		realm         = fs.String("realm", "extauthz", "realm of WWW-Authenticate challenges")
-		shutdownDelay = fs.Duration("shutdown-delay", 5*time.Second, "time readiness is false before the servers stop")
-		shutdownTO    = fs.Duration("shutdown-timeout", 15*time.Second, "deadline for in-flight checks at shutdown")
-		pprofOn       = fs.Bool("admin-pprof", false, "serve Go's /debug/pprof/ on the admin port (profiling; keep the admin port private)")
-		cacheEntries  = fs.Int("token-cache-entries", token.DefaultCacheEntries, "verified tokens to remember (0 disables the cache)")
-		cacheBytes    = fs.Int("token-cache-bytes", token.DefaultCacheBytes, "memory budget of the verified-token cache")
-	)
+	var f serveFlags
+	f.register(fs)
 	if err := envDefaults(fs); err != nil {
 		return err
 	}
@@ -50,82 +89,62 @@ func cmdServe(args []string, stderr io.Writer) error {
 		return err
 	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return usageErr("--log-level: %v", err)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
-
-	if *cfgFile != "" && *cmRef != "" {
-		return usageErr("give --config or --policy-configmap, not both")
+	src, err := f.source(log)
+	if err != nil {
+		return err
 	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 	m.BuildInfo(version, runtime.Version())
-	pool := jwkscache.NewPool(ctx, m)
 	// The engine starts with no policy: until one is applied it is not ready and
 	// denies everything.
-	e := engine.New(m, log)
-	r := &reload.Reloader{Engine: e, Pool: pool, Metrics: m, Log: log}
-	if *cacheEntries > 0 {
+	e := engine.New(engine.Config{Metrics: m, Log: log})
+	rcfg := reload.Config{Engine: e, Pool: jwkscache.NewPool(ctx, jwkscache.PoolConfig{Metrics: m}), Metrics: m, Log: log}
+	if f.cacheEntries > 0 {
 		// One cache for the process: a policy reload keeps the tokens of unchanged issuers warm.
-		cache := token.NewCache(*cacheEntries, *cacheBytes)
-		r.VerifierOptions = append(r.VerifierOptions, token.WithCache(cache))
+		cache := token.NewCache(token.CacheConfig{MaxEntries: f.cacheEntries, MaxBytes: f.cacheBytes})
+		rcfg.Verifier.Cache = cache
 		m.TokenCache(func() metrics.TokenCacheStats {
 			st := cache.Stats()
 			return metrics.TokenCacheStats{Hits: st.Hits, Misses: st.Misses, Evictions: st.Evictions, Entries: st.Entries, Bytes: st.Bytes}
 		})
 	}
-
-	var startSource func() error
-	switch {
-	case *cmRef != "":
-		ns, name, ok := strings.Cut(*cmRef, "/")
-		if !ok || ns == "" || name == "" {
-			return usageErr("--policy-configmap wants NAMESPACE/NAME, got %q", *cmRef)
-		}
-		cfg, err := k8s.RESTConfig(*kubeconfig)
-		if err != nil {
-			return fmt.Errorf("kubernetes config: %w", err)
-		}
-		w := &k8s.Watcher{Namespace: ns, Name: name, Key: *cmKey, Reloader: r, Log: log}
-		startSource = func() error {
-			go func() {
-				if err := w.Run(ctx, cfg); err != nil {
-					log.Error("policy ConfigMap watch ended", "error", err.Error())
-				}
-			}()
-			return nil
-		}
-	case *cfgFile != "":
-		startSource = func() error { return r.WatchFile(ctx, *cfgFile) }
-	case os.Getenv("BETTER_AUTH_URL") != "":
-		startSource = func() error {
-			_, _, err := r.Apply(ctx, "env:BETTER_AUTH_URL", DefaultPolicy(os.Getenv("BETTER_AUTH_URL")))
-			return err
-		}
-	default:
-		return usageErr("give --config FILE, --policy-configmap NAMESPACE/NAME, or set BETTER_AUTH_URL")
+	r, err := reload.New(rcfg)
+	if err != nil {
+		return err
 	}
-
 	srv, err := server.New(server.Config{
-		GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, AdminAddr: *adminAddr, Realm: *realm,
-		ShutdownDelay: *shutdownDelay, ShutdownTimeout: *shutdownTO, Pprof: *pprofOn,
-	}, e, m, reg, log)
+		Engine: e, Metrics: m, Gatherer: reg, Log: log,
+		GRPCAddr: f.grpcAddr, HTTPAddr: f.httpAddr, AdminAddr: f.adminAddr, Realm: f.realm,
+		ShutdownDelay: f.shutdownDelay, ShutdownTimeout: f.shutdownTimeout, Pprof: f.pprof,
+	})
 	if err != nil {
 		return err
 	}
 	// Serve at once (liveness); readiness stays false until a policy is in force and
-	// every issuer's first JWKS fetch has answered.
+	// every issuer's first JWKS fetch has answered. A source that fails ends the
+	// process, after a graceful stop, with its error.
+	sctx, failed := context.WithCancelCause(ctx)
+	defer failed(nil)
 	go func() {
-		if err := startSource(); err != nil {
-			log.Error("policy source", "error", err.Error())
+		if err := r.Run(sctx, src); err != nil {
+			log.Error("policy source failed; stopping", "error", err.Error())
+			failed(fmt.Errorf("policy source: %w", err))
 		}
 	}()
-	return srv.Run(ctx)
+	runErr := srv.Run(sctx)
+	if cause := context.Cause(sctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return runErr
 }
 
 // DefaultPolicy is the policy BETTER_AUTH_URL alone stands for: that issuer, every

@@ -48,13 +48,13 @@ var now = time.Unix(1_800_000_000, 0)
 // grpcClient serves the GRPC front door on a loopback listener and returns a real client.
 func grpcClient(t *testing.T) (authv3.AuthorizationClient, *tokentest.Key) {
 	t.Helper()
-	e, key := enginetest.New(t, doc, now, nil)
+	e, key := enginetest.New(t, doc, now, nil, nil)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(srv, &authz.GRPC{Engine: e, Realm: "tasks"})
+	authv3.RegisterAuthorizationServer(srv, authz.NewGRPC(authz.Config{Engine: e, Realm: "tasks"}))
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -191,8 +191,8 @@ func TestGRPCEmptyRequestIsDenied(t *testing.T) {
 // httpCheck serves the HTTP front door and returns its base URL.
 func httpCheck(t *testing.T) (string, *tokentest.Key) {
 	t.Helper()
-	e, key := enginetest.New(t, doc, now, nil)
-	srv := httptest.NewServer(&authz.HTTP{Engine: e})
+	e, key := enginetest.New(t, doc, now, nil, nil)
+	srv := httptest.NewServer(authz.NewHTTP(authz.Config{Engine: e}))
 	t.Cleanup(srv.Close)
 	return srv.URL, key
 }

@@ -60,20 +60,20 @@ func benchGRPC(b *testing.B, srv authv3.AuthorizationServer, tokens []string) {
 
 // The trivial server gets the very request the warm one does.
 func BenchmarkGRPCTrivial(b *testing.B) {
-	_, key := enginetest.New(b, doc, now, nil)
+	_, key := enginetest.New(b, doc, now, nil, nil)
 	benchGRPC(b, alwaysAllow{}, []string{key.Sign(tokentest.Claims(iss, "userA", uuidA, now), nil)})
 }
 
 func BenchmarkGRPCWarm(b *testing.B) {
-	e, key := enginetest.New(b, doc, now, nil, token.WithCache(token.NewCache(0, 0)))
-	benchGRPC(b, &authz.GRPC{Engine: e}, []string{key.Sign(tokentest.Claims(iss, "userA", uuidA, now), nil)})
+	e, key := enginetest.New(b, doc, now, nil, token.NewCache(token.CacheConfig{}))
+	benchGRPC(b, authz.NewGRPC(authz.Config{Engine: e}), []string{key.Sign(tokentest.Claims(iss, "userA", uuidA, now), nil)})
 }
 
 func BenchmarkGRPCCold(b *testing.B) {
-	e, key := enginetest.New(b, doc, now, nil, token.WithCache(token.NewCache(128, 0)))
+	e, key := enginetest.New(b, doc, now, nil, token.NewCache(token.CacheConfig{MaxEntries: 128}))
 	toks := make([]string, 8192)
 	for i := range toks {
 		toks[i] = key.Sign(tokentest.Claims(iss, fmt.Sprintf("user-%d", i), uuidA, now), nil)
 	}
-	benchGRPC(b, &authz.GRPC{Engine: e}, toks)
+	benchGRPC(b, authz.NewGRPC(authz.Config{Engine: e}), toks)
 }

@@ -27,12 +27,32 @@ import (
 // DefaultRealm is the realm in WWW-Authenticate challenges.
 const DefaultRealm = "extauthz"
 
-// GRPC implements Envoy's envoy.service.auth.v3.Authorization service.
-type GRPC struct {
-	authv3.UnimplementedAuthorizationServer
+// Config configures a front door.
+type Config struct {
+	// Engine decides; required.
 	Engine *engine.Engine
 	// Realm for WWW-Authenticate; DefaultRealm when empty.
 	Realm string
+}
+
+func (c Config) withDefaults() Config {
+	if c.Realm == "" {
+		c.Realm = DefaultRealm
+	}
+	return c
+}
+
+// GRPC implements Envoy's envoy.service.auth.v3.Authorization service.
+type GRPC struct {
+	authv3.UnimplementedAuthorizationServer
+	engine *engine.Engine
+	realm  string
+}
+
+// NewGRPC returns the gRPC front door.
+func NewGRPC(cfg Config) *GRPC {
+	cfg = cfg.withDefaults()
+	return &GRPC{engine: cfg.Engine, realm: cfg.Realm}
 }
 
 // Check answers one ext_authz CheckRequest. It never returns an error: every
@@ -58,7 +78,7 @@ func (g *GRPC) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Chec
 			setHeader(req, k, v)
 		}
 	}
-	d := g.Engine.Check(ctx, "grpc", req)
+	d := g.engine.Check(ctx, "grpc", req)
 	return g.response(d), nil
 }
 
@@ -126,7 +146,7 @@ func (g *GRPC) response(d engine.Decision) *authv3.CheckResponse {
 		Status: &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
 		Body:   denyBody(d),
 	}
-	for _, hv := range denyHeaders(d, realmOr(g.Realm)) {
+	for _, hv := range denyHeaders(d, g.realm) {
 		denied.Headers = append(denied.Headers, &corev3.HeaderValueOption{
 			Header:       &corev3.HeaderValue{Key: hv.Name, Value: hv.Value},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
@@ -190,11 +210,4 @@ func challenge(d engine.Decision, realm string) string {
 		return fmt.Sprintf(`Bearer realm=%s, error="invalid_token"`, q)
 	}
 	return fmt.Sprintf(`Bearer realm=%s`, q)
-}
-
-func realmOr(r string) string {
-	if r == "" {
-		return DefaultRealm
-	}
-	return r
 }

@@ -23,9 +23,14 @@ const (
 
 // HTTP serves the HTTP check endpoint.
 type HTTP struct {
-	Engine *engine.Engine
-	// Realm for WWW-Authenticate; DefaultRealm when empty.
-	Realm string
+	engine *engine.Engine
+	realm  string
+}
+
+// NewHTTP returns the HTTP front door.
+func NewHTTP(cfg Config) *HTTP {
+	cfg = cfg.withDefaults()
+	return &HTTP{engine: cfg.Engine, realm: cfg.Realm}
 }
 
 // ServeHTTP dispatches by dialect. It deliberately does not use http.ServeMux,
@@ -39,7 +44,7 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var req *engine.Request
 	defer func() {
 		if v := recover(); v != nil {
-			d := h.Engine.Panicked(r.Context(), "http", req, v)
+			d := h.engine.Panicked(r.Context(), "http", req, v)
 			h.write(w, "", d)
 		}
 	}()
@@ -81,7 +86,7 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":"not_found"}`, http.StatusNotFound)
 		return
 	}
-	d := h.Engine.Check(r.Context(), "http", req)
+	d := h.engine.Check(r.Context(), "http", req)
 	h.write(w, dialect, d)
 }
 
@@ -102,7 +107,7 @@ func (h *HTTP) write(w http.ResponseWriter, dialect string, d engine.Decision) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	for _, hv := range denyHeaders(d, realmOr(h.Realm)) {
+	for _, hv := range denyHeaders(d, h.realm) {
 		hdr.Set(hv.Name, hv.Value)
 	}
 	status := d.Status

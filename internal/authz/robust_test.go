@@ -48,7 +48,7 @@ func served(t *testing.T, e *engine.Engine) (authv3.AuthorizationClient, string)
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(authz.Recover(e)))
-	authv3.RegisterAuthorizationServer(srv, &authz.GRPC{Engine: e})
+	authv3.RegisterAuthorizationServer(srv, authz.NewGRPC(authz.Config{Engine: e}))
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -56,7 +56,7 @@ func served(t *testing.T, e *engine.Engine) (authv3.AuthorizationClient, string)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	hs := httptest.NewServer(&authz.HTTP{Engine: e})
+	hs := httptest.NewServer(authz.NewHTTP(authz.Config{Engine: e}))
 	t.Cleanup(hs.Close)
 	return authv3.NewAuthorizationClient(conn), hs.URL
 }
@@ -69,7 +69,7 @@ func TestPanicIsDeniedAndServingContinues(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := metrics.New(prometheus.NewRegistry())
-	c, base := served(t, enginetest.WithKeys(t, doc, bomb{keys}, now, m))
+	c, base := served(t, enginetest.WithKeys(t, doc, bomb{keys}, now, m, nil))
 	claims := tokentest.Claims(iss, "userA", uuidA, now)
 	boomTok, goodTok := boom.Sign(claims, nil), good.Sign(claims, nil)
 	own := "/api/" + uuidA + "/tasks"
@@ -126,7 +126,7 @@ func TestMalformedEd25519KeyCannotCrash(t *testing.T) {
 	if v := testutil.ToFloat64(m.JWKSSkippedGauge(iss)); v != 1 {
 		t.Fatalf("extauthz_jwks_skipped_keys = %v, want 1", v)
 	}
-	c, _ := served(t, enginetest.WithKeys(t, doc, cache, now, m))
+	c, _ := served(t, enginetest.WithKeys(t, doc, cache, now, m, nil))
 	claims := tokentest.Claims(iss, "userA", uuidA, now)
 	own := "/api/" + uuidA + "/tasks"
 	// Unsigned: the header names the bad key, the signature is junk.

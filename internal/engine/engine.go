@@ -96,12 +96,20 @@ type Engine struct {
 	log     *slog.Logger
 }
 
+// Config configures an Engine.
+type Config struct {
+	// Metrics may be nil (nothing recorded).
+	Metrics *metrics.Set
+	// Log receives denies and panics; slog.Default() when nil.
+	Log *slog.Logger
+}
+
 // New returns an Engine with no snapshot: it denies everything until Swap.
-func New(m *metrics.Set, log *slog.Logger) *Engine {
-	if log == nil {
-		log = slog.Default()
+func New(cfg Config) *Engine {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
 	}
-	return &Engine{metrics: m, log: log}
+	return &Engine{metrics: cfg.Metrics, log: cfg.Log}
 }
 
 // Swap installs s for all decisions that start after it returns.

@@ -62,7 +62,7 @@ func (d downKeys) Peek(string) *jwkscache.Key { return nil }
 
 func newFixture(t testing.TB, policyDoc string) *fixture {
 	t.Helper()
-	e, key := enginetest.New(t, policyDoc, now, nil)
+	e, key := enginetest.New(t, policyDoc, now, nil, nil)
 	p := e.Current().Policy
 	// The second issuer's JWKS is down: rebuild the verifier with a key source that says so.
 	if len(p.Issuers) > 1 {
@@ -78,7 +78,7 @@ func newFixture(t testing.TB, policyDoc string) *fixture {
 			}
 			issuers = append(issuers, token.Issuer{Issuer: is.Issuer, Audiences: is.Audiences, Algorithms: is.Algorithms, Keys: ks})
 		}
-		v, err := token.NewVerifier(issuers, token.WithClock(func() time.Time { return now }))
+		v, err := token.NewVerifier(token.Config{Issuers: issuers, Now: func() time.Time { return now }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -162,7 +162,7 @@ func TestDecisions(t *testing.T) {
 }
 
 func TestNoPolicyDeniesEverything(t *testing.T) {
-	e := engine.New(nil, nil)
+	e := engine.New(engine.Config{})
 	d := e.Decide(context.Background(), &engine.Request{Method: "GET", Host: "x", Path: "/healthz"})
 	if d.Allow || d.Reason != reason.NotReady || d.Status != http.StatusForbidden || e.Ready() {
 		t.Fatalf("decision without policy = %+v", d)
@@ -269,11 +269,7 @@ func TestDefaultAuthenticated(t *testing.T) {
 // warm (the browser's one token, from the cache) and cold (a token the cache has not
 // seen, so verification plus a cache insertion).
 func benchCheck(b *testing.B, cache *token.Cache, tokens int) {
-	var opts []token.Option
-	if cache != nil {
-		opts = append(opts, token.WithCache(cache))
-	}
-	e, key := enginetest.New(b, doc, now, nil, opts...)
+	e, key := enginetest.New(b, doc, now, nil, cache)
 	reqs := make([]*engine.Request, tokens)
 	for i := range reqs {
 		c := tokentest.Claims(iss, fmt.Sprintf("user-%d", i), uuidA, now)
@@ -290,10 +286,12 @@ func benchCheck(b *testing.B, cache *token.Cache, tokens int) {
 }
 
 func BenchmarkCheckNoCache(b *testing.B) { benchCheck(b, nil, 1) }
-func BenchmarkCheckWarm(b *testing.B)    { benchCheck(b, token.NewCache(0, 0), 1) }
+func BenchmarkCheckWarm(b *testing.B)    { benchCheck(b, token.NewCache(token.CacheConfig{}), 1) }
 
 // Cold cycles 8192 tokens through a 128-entry cache: nearly every check misses.
-func BenchmarkCheckCold(b *testing.B) { benchCheck(b, token.NewCache(128, 0), 8192) }
+func BenchmarkCheckCold(b *testing.B) {
+	benchCheck(b, token.NewCache(token.CacheConfig{MaxEntries: 128}), 8192)
+}
 
 func BenchmarkCheckDenyNoToken(b *testing.B) {
 	f := newFixture(b, doc)

@@ -71,6 +71,8 @@ func TestSpellingsOfTheSameRequest(t *testing.T) {
 		{"; separates parameters", "POST", "api.example.com", "/api/" + uuidA + "/notes?a=b;_method=PUT", nil, reason.MethodRejected, engine.RuleNone},
 		{"escaped long s folds to S (ASP.NET)", "GET", "api.example.com", "/api/" + uuidB + "/ta%C5%BFks", nil, reason.PathRejected, engine.RuleNone},
 		{"escaped Kelvin sign", "GET", "api.example.com", "/api/" + uuidB + "/tas%E2%84%AAs", nil, reason.PathRejected, engine.RuleNone},
+		{"Rails format suffix", "GET", "api.example.com", bob + ".json", nil, reason.OwnerMismatch, "own-tasks"},
+		{"Rails format suffix on admin", "GET", "api.example.com", "/ADMIN.json", nil, reason.ConditionFalse, "admin"},
 		{"admin", "GET", "api.example.com", "/admin/users", nil, reason.ConditionFalse, "admin"},
 		{"admin, host with trailing dot", "GET", "api.example.com.", "/admin/users", nil, reason.ConditionFalse, "admin"},
 		{"admin, upper-case host and port", "GET", "API.Example.com:443", "/admin/users", nil, reason.ConditionFalse, "admin"},
@@ -120,4 +122,19 @@ func TestMethodOverrideNeverReachesTheBackend(t *testing.T) {
 	if !d.Allow {
 		t.Fatalf("ordinary query denied: %+v", d)
 	}
+}
+
+// FuzzDecide: no request may make the engine panic or answer anything but a
+// definite allow or deny.
+func FuzzDecide(f *testing.F) {
+	fx := newFixture(f, sidestepDoc)
+	f.Add("GET", "api.example.com", "/api/"+uuidA+"/tasks?_method=x", "Bearer "+fx.token(nil))
+	f.Add("POST", "a", "/%C3%A9/%25?%5Fmethod", "Bearer x.y.z")
+	f.Add("delete", "API.example.com.:1", "/admin.json", "")
+	f.Fuzz(func(t *testing.T, method, host, path, authorization string) {
+		d := fx.e.Decide(context.Background(), &engine.Request{Method: method, Host: host, Path: path, Authorization: []string{authorization}})
+		if d.Allow != (d.Status == 200) || !d.Allow && d.Reason == "" {
+			t.Fatalf("decision %+v", d)
+		}
+	})
 }

@@ -25,9 +25,15 @@ type poolKey struct {
 	refresh, cooldown, maxStale time.Duration
 }
 
+// PoolConfig configures a Pool.
+type PoolConfig struct {
+	// Metrics, when not nil, is given to every cache whose Config has none.
+	Metrics *metrics.Set
+}
+
 // NewPool returns a Pool whose caches run until ctx ends.
-func NewPool(ctx context.Context, m *metrics.Set) *Pool {
-	return &Pool{ctx: ctx, metrics: m, caches: map[poolKey]*Cache{}}
+func NewPool(ctx context.Context, cfg PoolConfig) *Pool {
+	return &Pool{ctx: ctx, metrics: cfg.Metrics, caches: map[poolKey]*Cache{}}
 }
 
 // Acquire returns the running cache for cfg, starting one if none runs yet.

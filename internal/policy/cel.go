@@ -95,15 +95,36 @@ func claimsRead(e celast.Expr) (names []string, anyClaim bool) {
 // celPath is the path CEL sees: canonical, without the trailing slash rules ignore,
 // and ASCII-lower-cased unless the rule is case-sensitive, so that
 // request.path.startsWith("/admin") judges /ADMIN/ as the rule's templates do.
+// Escapes keep their upper-case hex; non-ASCII letters are not folded, as in
+// templates.
 func celPath(p Path, caseSensitive bool) string {
 	s := p.Canonical
 	if p.TrailingSlash {
 		s = s[:len(s)-1]
 	}
 	if !caseSensitive {
-		s = strings.ToLower(s)
+		s = lowerOutsideEscapes(s)
 	}
 	return s
+}
+
+// lowerOutsideEscapes lower-cases ASCII letters but not the hex of %-escapes, so
+// that the canonical spelling ("%3F") still compares equal.
+func lowerOutsideEscapes(s string) string {
+	i := strings.IndexFunc(s, func(r rune) bool { return 'A' <= r && r <= 'Z' })
+	if i < 0 {
+		return s
+	}
+	b := []byte(s)
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '%':
+			i += 2
+		case 'A' <= c && c <= 'Z':
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 func evalCondition(prg cel.Program, claims map[string]any, req *Request, ps Params, caseSensitive bool) (bool, error) {

@@ -349,6 +349,9 @@ func compileRule(env *cel.Env, rc RuleConfig) (*Rule, error) {
 		if err != nil {
 			return nil, fmt.Errorf("paths: %w", err)
 		}
+		// Only rules that restrict take /x.json for /x: a public rule must not open
+		// what is, outside Rails, a different resource.
+		t.formatSuffix = !rc.Public
 		r.paths = append(r.paths, t)
 	}
 	if rc.Public && (rc.Owner != nil || rc.When != "") {

@@ -16,6 +16,11 @@ func lint(p *Policy) []string {
 	var out []string
 	for i, r := range p.Rules {
 		if r.Owner == nil {
+			if r.when != nil && p.Default == DefaultAuthenticated {
+				out = append(out, fmt.Sprintf(
+					"rule %q has a condition, but default: authenticated allows any valid token on the requests it does not match (other methods, hosts or path spellings); prefer default: deny",
+					r.Name))
+			}
 			continue
 		}
 		if p.Default == DefaultAuthenticated {

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"errors"
-	"net/url"
 	"strings"
 )
 
@@ -76,14 +75,37 @@ func CheckQuery(raw string) error {
 		if len(key) < len("_method") {
 			continue
 		}
-		if k, err := url.QueryUnescape(key); err == nil {
-			key = k
-		}
-		if isMethodParam(key) {
+		if isMethodParam(phpKey(key)) {
 			return ErrMethodParam
 		}
 	}
 	return nil
+}
+
+// phpKey decodes a query key as PHP does: "+" is a space, a valid %XX escape is
+// decoded, an invalid one is kept as it is, and the key ends at the first NUL
+// (PHP measures it with strlen), so "%5Fmethod%00%zz" is "_method". url.QueryUnescape
+// would refuse the invalid escape and leave the key unread.
+func phpKey(key string) string {
+	if !strings.ContainsAny(key, "%+") {
+		return key
+	}
+	b := make([]byte, 0, len(key))
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		switch {
+		case c == '+':
+			c = ' '
+		case c == '%' && i+2 < len(key) && isHex(key[i+1]) && isHex(key[i+2]):
+			c = unhex(key[i+1])<<4 | unhex(key[i+2])
+			i += 2
+		}
+		if c == 0 {
+			break
+		}
+		b = append(b, c)
+	}
+	return string(b)
 }
 
 func cutAny(s, seps string) (before, after string, found bool) {

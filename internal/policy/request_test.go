@@ -153,6 +153,10 @@ rules:
   - {name: root, paths: ["/"], public: true}
   - {name: files, paths: ["/files/**"], public: true}
   - {name: colon, paths: ["/v1/a:b"], public: true}
+  - {name: admin, paths: ["/admin/**"], when: 'claims.role == "admin"'}
+  - {name: report, paths: ["/reports/{id}/pdf"], when: 'claims.role == "admin"'}
+  - {name: open, paths: ["/status"], public: true}
+  - {name: cafe, paths: ["/caf%C3%A9"], caseSensitive: true, public: true}
 `)
 	cases := []struct{ path, rule string }{
 		{"/Reports/1", "exact"},
@@ -167,6 +171,15 @@ rules:
 		{"/v1/a:b", "colon"},
 		{"/v1/a%3Ab", "colon"}, // backends decode %3A before routing
 		{"/v1/a%3ab", "colon"},
+		// Rails routes /admin.json to /admin's action (its optional .:format).
+		{"/admin.json", "admin"},
+		{"/ADMIN.xml", "admin"},
+		{"/admin.json/x", ""}, // the extension only ends a path
+		{"/admin.tar.gz", ""}, // Rails' format has no dot
+		{"/reports/1/pdf.json", "report"},
+		{"/status.json", ""}, // public rules never widen to a suffix
+		{"/caf%C3%A9", "cafe"},
+		{"/caf%C3%89", ""}, // case-sensitive, as required for non-ASCII
 	}
 	for _, tc := range cases {
 		cp, err := Canonicalize(tc.path)
@@ -191,7 +204,7 @@ func TestConditionSeesCanonicalRequest(t *testing.T) {
 	p := mustLoad(t, `
 issuers: [{betterAuthURL: https://a.example}]
 rules:
-  - {name: folded, paths: ["/f/**"], when: 'request.path == "/f/admin/x"'}
+  - {name: folded, paths: ["/f/**"], when: 'request.path == "/f/admin/x" || request.path == "/f/q%3F"'}
   - {name: exact, paths: ["/e/**"], caseSensitive: true, when: 'request.path == "/e/Admin"'}
   - {name: param, paths: ["/p/{who}"], when: 'params.who == claims.email'}
   - {name: owner, paths: ["/o/{who}"], owner: {param: who, claim: email}}
@@ -205,12 +218,14 @@ rules:
 		{"/F/ADMIN/x/", true},
 		{"/f/%61dmin/x", true},
 		{"/f/admin/y", false},
+		{"/F/Q%3F", true}, // escapes keep their canonical upper-case hex
 		{"/e/Admin", true},
 		{"/e/Admin/", true},
 		{"/e/admin", false},
 		{"/p/a%20b@example.com", true},
 		{"/p/a%20b%40example.com", true},
 		{"/p/a+b@example.com", false},
+		{"/f/admin/x.json", false}, // the rule matched by its format suffix, but the path is not "/f/admin/x"
 		{"/o/a%20b@example.com", true},
 		{"/o/a%20b%40example.com", true},
 		{"/o/A%20b@example.com", false},
@@ -228,6 +243,24 @@ rules:
 		code, detail := r.Authorize(claims, req, ps)
 		if (code == "") != tc.ok {
 			t.Errorf("%s: rule %s: %q %s, want allow=%v", tc.path, r.Name, code, detail, tc.ok)
+		}
+	}
+}
+
+func TestCheckQuery(t *testing.T) {
+	for _, q := range []string{
+		"/n?_method=DELETE", "/n?a=1&_METHOD=PUT", "/n?%5Fmethod=x", "/n?%5F%6Dethod=x", "/n?_method[]=x",
+		"/n?.method=x", "/n?+_method=x", "/n?%20_method=x", "/n?a;_method=x", "/n?_method",
+		// PHP keeps an invalid escape and ends the key at a NUL: these are $_GET["_method"].
+		"/n?%5Fmethod%00%=DELETE", "/n?%5Fmethod%00%zz=DELETE", "/n?a=1&%5fmethod%00%4=PUT", "/n?%2Emethod%00%=x",
+	} {
+		if err := CheckQuery(q); !errors.Is(err, ErrMethodParam) {
+			t.Errorf("CheckQuery(%q) = %v, want ErrMethodParam", q, err)
+		}
+	}
+	for _, q := range []string{"/n", "/n?", "/n?method=x", "/n?payment_method=card", "/n?a[_method]=x", "/n?__method=x", "/n?%zz=1", "/n?x=_method"} {
+		if err := CheckQuery(q); err != nil {
+			t.Errorf("CheckQuery(%q) = %v, want nil", q, err)
 		}
 	}
 }
@@ -267,6 +300,7 @@ func TestRuleValidation(t *testing.T) {
 		{`paths: ["/a"], methods: [get]`, "upper-case"},
 		{`paths: ["/a%3Ab"]`, "not canonical"},
 		{`paths: ["/a%C5%BF"]`, "case-folds"},
+		{`paths: ["/caf%C3%A9/admin"]`, "non-ASCII letters"}, // é vs É: ASP.NET folds them, we would not
 	}
 	for _, tc := range cases {
 		_, err := Load([]byte(pre + tc.rule + "}]\n"))

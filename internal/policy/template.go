@@ -28,6 +28,9 @@ type Template struct {
 	// ASCII-case-insensitively, because Express and ASP.NET Core route /API/x like
 	// /api/x, and a rule that missed /API/x would let the request fall through.
 	caseSensitive bool
+	// formatSuffix lets the literal that ends a request also match "literal.ext"
+	// (see Match).
+	formatSuffix bool
 }
 
 // Param is one bound template parameter. Value is fully %-decoded, as a backend's
@@ -100,6 +103,11 @@ func ParseTemplate(raw string, caseSensitive bool) (*Template, error) {
 			if c != p {
 				return nil, fmt.Errorf("template %q: segment %q is not canonical (write %q)", raw, p, c)
 			}
+			if !caseSensitive && hasHighEscape(p) {
+				// ASP.NET and Spring fold é and É when they ignore case; we fold ASCII
+				// only, so such a literal could be sidestepped by its other case.
+				return nil, fmt.Errorf("template %q: segment %q has non-ASCII letters, which are compared ignoring case only with caseSensitive: true", raw, p)
+			}
 			t.segs = append(t.segs, segment{kind: segLiteral, text: p})
 		}
 	}
@@ -133,7 +141,7 @@ func (t *Template) Match(segs []string, ps Params) (Params, bool) {
 		v := segs[i]
 		switch s.kind {
 		case segLiteral:
-			if !(v == s.text || !t.caseSensitive && asciiEqualFold(v, s.text)) {
+			if !t.literalMatches(v, s.text) && !(t.formatSuffix && t.isFormatOf(i, segs, v, s.text)) {
 				return ps[:start], false
 			}
 		case segStar, segParam:
@@ -153,9 +161,29 @@ func (t *Template) Match(segs []string, ps Params) (Params, bool) {
 	return ps, true
 }
 
+func (t *Template) literalMatches(v, lit string) bool {
+	return v == lit || !t.caseSensitive && asciiEqualFold(v, lit)
+}
+
+// isFormatOf reports whether v, the request's last segment, is lit plus a format
+// extension (".json", ".xml") and nothing but ** follows lit in the template.
+// Rails adds an optional (.:format) to every route, so /admin.json runs the action
+// of /admin; a rule for /admin that missed it would let it fall through.
+func (t *Template) isFormatOf(i int, segs []string, v, lit string) bool {
+	if i != len(segs)-1 || !(i == len(t.segs)-1 || i == len(t.segs)-2 && t.segs[i+1].kind == segRest) {
+		return false
+	}
+	base, ext, ok := strings.Cut(v, ".")
+	if !ok || len(base) != len(lit) {
+		// A literal with a dot of its own ("jwks.json") is matched exactly only.
+		return false
+	}
+	return ext != "" && !strings.Contains(ext, ".") && t.literalMatches(base, lit)
+}
+
 // asciiEqualFold compares ignoring ASCII case only. strings.EqualFold would also fold
-// Unicode (the Kelvin sign K matches k); canonical paths are ASCII, and no backend
-// router folds beyond ASCII, so neither do we.
+// Unicode (the Kelvin sign K matches k); canonical paths are ASCII (other characters
+// stay %-escaped), and case-insensitive templates may not hold non-ASCII letters.
 func asciiEqualFold(a, b string) bool {
 	if len(a) != len(b) {
 		return false
@@ -189,4 +217,14 @@ func isIdent(s string) bool {
 		}
 	}
 	return true
+}
+
+// hasHighEscape reports an escape of a byte >= 0x80 (part of a UTF-8 character).
+func hasHighEscape(seg string) bool {
+	for i := 0; i+2 < len(seg); i++ {
+		if seg[i] == '%' && seg[i+1] >= '8' {
+			return true
+		}
+	}
+	return false
 }

@@ -3,6 +3,7 @@ package reload
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -10,59 +11,64 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// WatchFile applies path now and again whenever it changes, until ctx ends. It
-// watches the file's directory rather than the file, which is what catches kubelet's
-// ConfigMap updates: kubelet swaps a `..data` symlink, so the file's own inode never
-// changes. Bursts of events are coalesced, and unchanged content is not re-applied.
-func (r *Reloader) WatchFile(ctx context.Context, path string) error {
+// File is a Source that reads a policy file now and again whenever it changes.
+type File struct {
+	Path string
+	// Log receives watch errors; nil discards them.
+	Log *slog.Logger
+}
+
+// settle coalesces a burst of file events (an editor's write, rename, chmod) into
+// one read.
+const settle = 100 * time.Millisecond
+
+// Run watches the file's directory rather than the file, which is what catches
+// kubelet's ConfigMap updates: kubelet swaps a `..data` symlink, so the file's own
+// inode never changes. It fails only when the directory cannot be watched.
+func (f File) Run(ctx context.Context, apply ApplyFunc) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		return fmt.Errorf("watching %s: %w", path, err)
+		return fmt.Errorf("watching %s: %w", f.Path, err)
 	}
-	if err := w.Add(filepath.Dir(path)); err != nil {
-		w.Close()
-		return fmt.Errorf("watching %s: %w", path, err)
+	defer w.Close()
+	if err := w.Add(filepath.Dir(f.Path)); err != nil {
+		return fmt.Errorf("watching %s: %w", f.Path, err)
 	}
-	source := "file:" + path
+	source := "file:" + f.Path
 	load := func() {
-		b, err := os.ReadFile(path)
+		b, err := os.ReadFile(f.Path)
 		if err != nil {
-			r.Metrics.PolicyRejected(source)
-			r.log().Error("policy file unreadable; the previous policy stays in force", "source", source, "error", err.Error())
-			return
+			err = fmt.Errorf("policy file unreadable: %w", err)
 		}
-		_, _, _ = r.Apply(ctx, source, b)
+		apply(ctx, Update{Source: source, Doc: b, Err: err})
 	}
 	load()
-	go func() {
-		defer w.Close()
-		const settle = 100 * time.Millisecond
-		var timer *time.Timer
-		var fire <-chan time.Time
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case _, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				if timer == nil {
-					timer = time.NewTimer(settle)
-				} else {
-					timer.Reset(settle)
-				}
-				fire = timer.C
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				r.log().Warn("policy file watch error", "source", source, "error", err.Error())
-			case <-fire:
-				fire = nil
-				load()
+	var timer *time.Timer
+	var fire <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-w.Events:
+			if !ok {
+				return fmt.Errorf("watching %s: event stream closed", f.Path)
 			}
+			if timer == nil {
+				timer = time.NewTimer(settle)
+			} else {
+				timer.Reset(settle)
+			}
+			fire = timer.C
+		case err, ok := <-w.Errors:
+			if !ok {
+				return fmt.Errorf("watching %s: error stream closed", f.Path)
+			}
+			if f.Log != nil {
+				f.Log.Warn("policy file watch error", "source", source, "error", err.Error())
+			}
+		case <-fire:
+			fire = nil
+			load()
 		}
-	}()
-	return nil
+	}
 }

@@ -1,13 +1,14 @@
 // Package reload applies policy documents to a running engine: parse, validate,
 // compile, start the JWKS caches of new issuers, wait for their first keys, swap the
 // snapshot atomically, then stop the caches no policy needs. A document that fails
-// any step is refused and the policy in force stays, whatever the source (a file,
-// a ConfigMap).
+// any step is refused and the policy in force stays, whatever the Source (a file,
+// a ConfigMap, a fixed document).
 package reload
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -24,84 +25,94 @@ import (
 // until its keys arrive, exactly as at start-up).
 const DefaultKeyWait = 10 * time.Second
 
-// Reloader owns the policy in force.
-type Reloader struct {
-	Engine  *engine.Engine
-	Pool    *jwkscache.Pool
+// Config configures a Reloader. Engine and Pool are required.
+type Config struct {
+	Engine *engine.Engine
+	Pool   *jwkscache.Pool
+	// Metrics may be nil (nothing recorded).
 	Metrics *metrics.Set
-	Log     *slog.Logger
-	// KeyWait overrides DefaultKeyWait when positive.
+	// Log defaults to slog.Default().
+	Log *slog.Logger
+	// KeyWait defaults to DefaultKeyWait.
 	KeyWait time.Duration
-	// VerifierOptions apply to every snapshot's verifier (e.g. token.WithCache).
-	VerifierOptions []token.Option
-
-	mu       sync.Mutex // one Apply at a time, so swaps happen in arrival order
-	hash     string
-	warnings []string
+	// Verifier carries the verifier settings every snapshot shares (the token
+	// cache, a clock); the policy supplies the rest.
+	Verifier token.Config
 }
 
-// Result says what Apply did.
-type Result int
+// Reloader owns the policy in force.
+type Reloader struct {
+	cfg Config
 
-// Apply results.
-const (
-	Applied   Result = iota // a new policy is in force
-	Unchanged               // the same document is already in force
-	Rejected                // the document was refused; the old policy stays
-)
+	mu   sync.Mutex // one Apply at a time, so swaps happen in arrival order
+	hash string
+}
 
-// Apply makes doc the policy in force, or refuses it. source labels metrics and logs
-// (e.g. "configmap:ns/name" or "file:/etc/extauthz/policy.yaml").
-func (r *Reloader) Apply(ctx context.Context, source string, doc []byte) (Result, string, error) {
+// New returns a Reloader with no policy applied.
+func New(cfg Config) (*Reloader, error) {
+	if cfg.Engine == nil || cfg.Pool == nil {
+		return nil, errors.New("reload: Engine and Pool are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.KeyWait <= 0 {
+		cfg.KeyWait = DefaultKeyWait
+	}
+	return &Reloader{cfg: cfg}, nil
+}
+
+// Run feeds src's documents to Apply until ctx ends or src fails (see Source).
+func (r *Reloader) Run(ctx context.Context, src Source) error {
+	return src.Run(ctx, r.Apply)
+}
+
+// Apply makes u's document the policy in force, or refuses it: this is the one
+// place a rejection is counted and logged, and the previous policy kept.
+func (r *Reloader) Apply(ctx context.Context, u Update) Outcome {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	log := r.log().With("source", source)
-
+	log := r.cfg.Log.With("source", u.Source)
+	if u.Err != nil {
+		return r.reject(log, u, u.Err)
+	}
 	// The informer's periodic resync and editors that rewrite a file unchanged send
 	// the same document again: recognise it before compiling anything.
-	if h := policy.Hash(doc); h == r.hash {
-		return Unchanged, h, nil
+	if h := policy.Hash(u.Doc); h == r.hash {
+		return Outcome{Result: Unchanged, Hash: h}
 	}
-	p, err := policy.Load(doc)
+	p, err := policy.Load(u.Doc)
 	if err != nil {
-		r.Metrics.PolicyRejected(source)
-		log.Error("policy rejected; the previous policy stays in force", "error", err.Error(), "previous_hash", r.hash)
-		return Rejected, "", err
+		return r.reject(log, u, err)
 	}
-	snap, caches, err := engine.Build(p, r.Pool, r.Log, r.VerifierOptions...)
+	snap, caches, err := build(p, r.cfg.Pool, r.cfg.Log, r.cfg.Verifier)
 	if err != nil {
-		r.Metrics.PolicyRejected(source)
-		log.Error("policy rejected; the previous policy stays in force", "error", err.Error(), "previous_hash", r.hash)
-		return Rejected, "", err
+		return r.reject(log, u, err)
 	}
 	// Issuers shared with the old policy reuse their running caches (and keys); new
 	// ones get a moment to fetch theirs, so the swap opens no window without keys.
-	wait := r.KeyWait
-	if wait <= 0 {
-		wait = DefaultKeyWait
-	}
-	wctx, cancel := context.WithTimeout(ctx, wait)
-	if err := engine.WaitReady(wctx, snap); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		cancel()
-		return Rejected, "", err
-	}
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.KeyWait)
+	err = waitReady(wctx, snap)
 	cancel()
-	r.Engine.Swap(snap)
-	r.Pool.Retain(caches)
-	r.hash, r.warnings = p.Hash, p.Warnings
-	r.Metrics.PolicyApplied(source, p.Hash)
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		// Shutting down: nothing to swap to.
+		return Outcome{Result: Rejected, Hash: r.hash, Err: fmt.Errorf("waiting for keys: %w", err)}
+	}
+	r.cfg.Engine.Swap(snap)
+	r.cfg.Pool.Retain(caches)
+	r.hash = p.Hash
+	r.cfg.Metrics.PolicyApplied(u.Source, p.Hash)
 	log.Info("policy applied", "hash", p.Hash, "issuers", len(p.Issuers), "rules", len(p.Rules), "warnings", len(p.Warnings))
 	for _, w := range p.Warnings {
 		log.Warn("policy lint", "hash", p.Hash, "warning", w)
 	}
-	return Applied, p.Hash, nil
+	return Outcome{Result: Applied, Hash: p.Hash, Warnings: p.Warnings}
 }
 
-// Warnings returns the lint warnings of the policy in force (see policy.Policy).
-func (r *Reloader) Warnings() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.warnings
+func (r *Reloader) reject(log *slog.Logger, u Update, err error) Outcome {
+	r.cfg.Metrics.PolicyRejected(u.Source)
+	log.Error("policy rejected; the previous policy stays in force", "error", err.Error(), "previous_hash", r.hash)
+	return Outcome{Result: Rejected, Hash: r.hash, Err: err}
 }
 
 // Hash returns the hash of the policy in force ("" before the first).
@@ -109,11 +120,4 @@ func (r *Reloader) Hash() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.hash
-}
-
-func (r *Reloader) log() *slog.Logger {
-	if r.Log == nil {
-		return slog.Default()
-	}
-	return r.Log
 }

@@ -51,8 +51,12 @@ func newReloader(t *testing.T) (*reload.Reloader, *engine.Engine, *metrics.Set) 
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e := engine.New(m, log)
-	return &reload.Reloader{Engine: e, Pool: jwkscache.NewPool(ctx, m), Metrics: m, Log: log}, e, m
+	e := engine.New(engine.Config{Metrics: m, Log: log})
+	r, err := reload.New(reload.Config{Engine: e, Pool: jwkscache.NewPool(ctx, jwkscache.PoolConfig{Metrics: m}), Metrics: m, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, e, m
 }
 
 func policyDoc(publicA bool, issuers ...*issuer) string {
@@ -79,8 +83,8 @@ func decide(e *engine.Engine, tok string) engine.Decision {
 func TestApplyRejectsAndKeepsOld(t *testing.T) {
 	r, e, m := newReloader(t)
 	is := newIssuer(t)
-	if res, _, err := r.Apply(context.Background(), "test", []byte(policyDoc(true, is))); res != reload.Applied || err != nil {
-		t.Fatalf("first apply: %v %v", res, err)
+	if out := r.Apply(context.Background(), reload.Update{Source: "test", Doc: []byte(policyDoc(true, is))}); out.Result != reload.Applied || out.Err != nil {
+		t.Fatalf("first apply: %+v", out)
 	}
 	if !e.Ready() || !decide(e, "").Allow {
 		t.Fatal("policy 1 not in force")
@@ -88,8 +92,8 @@ func TestApplyRejectsAndKeepsOld(t *testing.T) {
 	hash := r.Hash()
 	for _, bad := range []string{"issuers: [", "issuers: []", policyDoc(true, is) + "rules: []\n", policyDoc(true, is) + "bogus: 1\n",
 		"issuers: [{betterAuthURL: " + is.url + "}]\nrules: [{name: a, paths: [/a], when: 'claims.x ==='}]\n"} {
-		if res, _, err := r.Apply(context.Background(), "test", []byte(bad)); res != reload.Rejected || err == nil {
-			t.Fatalf("bad policy %q: %v %v", bad, res, err)
+		if out := r.Apply(context.Background(), reload.Update{Source: "test", Doc: []byte(bad)}); out.Result != reload.Rejected || out.Err == nil {
+			t.Fatalf("bad policy %q: %+v", bad, out)
 		}
 	}
 	if r.Hash() != hash || !decide(e, "").Allow {
@@ -98,8 +102,8 @@ func TestApplyRejectsAndKeepsOld(t *testing.T) {
 	if n := testutil.ToFloat64(m.PolicyReloadCounter("test", "rejected")); n != 5 {
 		t.Fatalf("rejected count %v, want 5", n)
 	}
-	if res, _, _ := r.Apply(context.Background(), "test", []byte(policyDoc(true, is))); res != reload.Unchanged {
-		t.Fatalf("same document again: %v", res)
+	if out := r.Apply(context.Background(), reload.Update{Source: "test", Doc: []byte(policyDoc(true, is))}); out.Result != reload.Unchanged {
+		t.Fatalf("same document again: %+v", out)
 	}
 }
 
@@ -108,15 +112,15 @@ func TestApplyRejectsAndKeepsOld(t *testing.T) {
 func TestIssuerChanges(t *testing.T) {
 	r, e, _ := newReloader(t)
 	a, b := newIssuer(t), newIssuer(t)
-	if _, _, err := r.Apply(context.Background(), "test", []byte(policyDoc(false, a))); err != nil {
-		t.Fatal(err)
+	if out := r.Apply(context.Background(), reload.Update{Source: "test", Doc: []byte(policyDoc(false, a))}); out.Err != nil {
+		t.Fatal(out.Err)
 	}
 	if d := decide(e, a.token()); !d.Allow {
 		t.Fatalf("issuer a: %+v", d)
 	}
 	aHits := a.hits.Load()
-	if _, _, err := r.Apply(context.Background(), "test", []byte(policyDoc(false, a, b))); err != nil {
-		t.Fatal(err)
+	if out := r.Apply(context.Background(), reload.Update{Source: "test", Doc: []byte(policyDoc(false, a, b))}); out.Err != nil {
+		t.Fatal(out.Err)
 	}
 	// No window: b's token verifies the moment Apply returns.
 	if d := decide(e, b.token()); !d.Allow {
@@ -126,8 +130,8 @@ func TestIssuerChanges(t *testing.T) {
 		t.Fatalf("shared issuer a: %+v, fetches %d -> %d (its cache should be reused)", d, aHits, a.hits.Load())
 	}
 	// Dropping a: its tokens are now from an unknown issuer.
-	if _, _, err := r.Apply(context.Background(), "test", []byte(policyDoc(false, b))); err != nil {
-		t.Fatal(err)
+	if out := r.Apply(context.Background(), reload.Update{Source: "test", Doc: []byte(policyDoc(false, b))}); out.Err != nil {
+		t.Fatal(out.Err)
 	}
 	if d := decide(e, a.token()); d.Allow || d.Reason != "issuer_mismatch" {
 		t.Fatalf("removed issuer a: %+v", d)
@@ -169,13 +173,15 @@ func TestWatchFileFollowsKubeletSwap(t *testing.T) {
 	dir := t.TempDir()
 	kubeletWrite(t, dir, policyDoc(true, is), 1)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := r.WatchFile(ctx, filepath.Join(dir, "policy.yaml")); err != nil {
-		t.Fatal(err)
-	}
-	if !decide(e, "").Allow {
-		t.Fatal("initial policy not applied")
-	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, reload.File{Path: filepath.Join(dir, "policy.yaml")}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("file source: %v", err)
+		}
+	}()
+	waitFor(t, func() bool { return decide(e, "").Allow })
 	start := time.Now()
 	kubeletWrite(t, dir, policyDoc(false, is), 2)
 	waitFor(t, func() bool { return !decide(e, "").Allow })
@@ -201,5 +207,40 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("not within 5s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSources: what each source does with a document it cannot use.
+func TestSources(t *testing.T) {
+	r, e, m := newReloader(t)
+	is := newIssuer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	// A fixed document that is refused can never be fixed: Run fails, so serve exits.
+	if err := r.Run(ctx, reload.Static{Name: "env:TEST", Doc: []byte("issuers: [")}); err == nil {
+		t.Fatal("a refused static document did not fail the source")
+	}
+	// A directory that cannot be watched fails the file source at once.
+	if err := r.Run(ctx, reload.File{Path: filepath.Join(t.TempDir(), "missing", "policy.yaml")}); err == nil {
+		t.Fatal("an unwatchable file did not fail the source")
+	}
+	// A source's own failure is a rejection like a bad document: counted, old policy kept.
+	r.Apply(ctx, reload.Update{Source: "test", Doc: []byte(policyDoc(true, is))})
+	out := r.Apply(ctx, reload.Update{Source: "test", Err: os.ErrNotExist})
+	if out.Result != reload.Rejected || out.Hash != r.Hash() || !decide(e, "").Allow {
+		t.Fatalf("source error: %+v", out)
+	}
+	if n := testutil.ToFloat64(m.PolicyReloadCounter("test", "rejected")); n != 1 {
+		t.Fatalf("rejected count %v, want 1", n)
+	}
+	// A good static document is applied, and Run then waits for ctx.
+	sctx, scancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(sctx, reload.Static{Name: "env:TEST", Doc: []byte(policyDoc(false, is))}) }()
+	waitFor(t, func() bool { return !decide(e, "").Allow })
+	scancel()
+	if err := <-done; err != nil {
+		t.Fatalf("static source: %v", err)
 	}
 }

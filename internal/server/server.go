@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -26,15 +27,28 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 )
 
-// Config says where to listen and how to stop.
+// DefaultShutdownTimeout bounds the graceful stop when Config sets none.
+const DefaultShutdownTimeout = 15 * time.Second
+
+// Config says what to serve, where to listen and how to stop.
 type Config struct {
+	// Engine decides every check; required.
+	Engine *engine.Engine
+	// Metrics may be nil (nothing recorded); Gatherer serves /metrics (an empty
+	// registry when nil).
+	Metrics  *metrics.Set
+	Gatherer prometheus.Gatherer
+	// Log defaults to slog.Default().
+	Log *slog.Logger
+	// GRPCAddr, HTTPAddr and AdminAddr are listen addresses (":0" picks a port).
 	GRPCAddr, HTTPAddr, AdminAddr string
-	// Realm for WWW-Authenticate challenges.
+	// Realm for WWW-Authenticate challenges; authz.DefaultRealm when empty.
 	Realm string
 	// ShutdownDelay is how long readiness is false before the servers stop, so that
 	// load balancers stop sending new requests first.
 	ShutdownDelay time.Duration
 	// ShutdownTimeout bounds the graceful stop; in-flight checks past it are cut.
+	// DefaultShutdownTimeout when zero.
 	ShutdownTimeout time.Duration
 	// Pprof serves net/http/pprof under /debug/pprof/ on the admin port.
 	Pprof bool
@@ -54,8 +68,23 @@ type Server struct {
 }
 
 // New binds the three listeners (so that ":0" ports are known before Run).
-func New(cfg Config, e *engine.Engine, m *metrics.Set, g prometheus.Gatherer, log *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, engine: e, metrics: m, gatherer: g, log: log, health: health.NewServer()}
+func New(cfg Config) (*Server, error) {
+	if cfg.Engine == nil {
+		return nil, errors.New("server: Engine is required")
+	}
+	if cfg.Gatherer == nil {
+		cfg.Gatherer = prometheus.NewRegistry()
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Realm == "" {
+		cfg.Realm = authz.DefaultRealm
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	s := &Server{cfg: cfg, engine: cfg.Engine, metrics: cfg.Metrics, gatherer: cfg.Gatherer, log: cfg.Log, health: health.NewServer()}
 	var err error
 	if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("grpc listener: %w", err)
@@ -83,11 +112,12 @@ func (s *Server) Ready() bool { return !s.draining.Load() && s.engine.Ready() }
 // Run serves until ctx ends, then shuts down gracefully.
 func (s *Server) Run(ctx context.Context) error {
 	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(authz.Recover(s.engine)))
-	authv3.RegisterAuthorizationServer(gs, &authz.GRPC{Engine: s.engine, Realm: s.cfg.Realm})
+	front := authz.Config{Engine: s.engine, Realm: s.cfg.Realm}
+	authv3.RegisterAuthorizationServer(gs, authz.NewGRPC(front))
 	healthpb.RegisterHealthServer(gs, s.health)
 
 	checkSrv := &http.Server{
-		Handler:           &authz.HTTP{Engine: s.engine, Realm: s.cfg.Realm},
+		Handler:           authz.NewHTTP(front),
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
@@ -120,11 +150,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Info("shutting down: not ready, draining", "delay", s.cfg.ShutdownDelay.String())
 		time.Sleep(s.cfg.ShutdownDelay)
 	}
-	deadline := s.cfg.ShutdownTimeout
-	if deadline <= 0 {
-		deadline = 10 * time.Second
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), deadline)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	done := make(chan struct{})
 	go func() { gs.GracefulStop(); close(done) }()

@@ -44,12 +44,13 @@ func TestServerLifecycle(t *testing.T) {
 	now := time.Now()
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
-	e, key := enginetest.New(t, doc, now, m)
+	e, key := enginetest.New(t, doc, now, m, nil)
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	srv, err := server.New(server.Config{
+		Engine: e, Metrics: m, Gatherer: reg, Log: log,
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 		ShutdownDelay: 300 * time.Millisecond, ShutdownTimeout: 2 * time.Second,
-	}, e, m, reg, log)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

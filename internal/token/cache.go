@@ -47,9 +47,17 @@ type cacheEntry struct {
 	size                int
 }
 
-// NewCache returns a Cache holding at most maxEntries tokens and about maxBytes of
-// claims. Non-positive limits take the defaults.
-func NewCache(maxEntries, maxBytes int) *Cache {
+// CacheConfig sizes a Cache; non-positive limits take the defaults.
+type CacheConfig struct {
+	// MaxEntries bounds the tokens held (DefaultCacheEntries).
+	MaxEntries int
+	// MaxBytes bounds the memory of their claims, approximately (DefaultCacheBytes).
+	MaxBytes int
+}
+
+// NewCache returns an empty Cache.
+func NewCache(cfg CacheConfig) *Cache {
+	maxEntries, maxBytes := cfg.MaxEntries, cfg.MaxBytes
 	if maxEntries <= 0 {
 		maxEntries = DefaultCacheEntries
 	}

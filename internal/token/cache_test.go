@@ -45,8 +45,7 @@ func cachedVerifier(t *testing.T, c *token.Cache, clk *tokentest.Clock, ks token
 	if len(audiences) == 0 {
 		audiences = []string{iss}
 	}
-	v, err := token.NewVerifier([]token.Issuer{{Issuer: iss, Audiences: audiences, Keys: ks}},
-		token.WithClock(clk.Now), token.WithCache(c))
+	v, err := token.NewVerifier(token.Config{Issuers: []token.Issuer{{Issuer: iss, Audiences: audiences, Keys: ks}}, Now: clk.Now, Cache: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +59,7 @@ func cacheFixture(t *testing.T) (*tokentest.Key, *keyring, *tokentest.Clock, *to
 	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
 	ring := newKeyring(t, k1)
 	clk := tokentest.NewClock(now)
-	c := token.NewCache(0, 0)
+	c := token.NewCache(token.CacheConfig{})
 	return k1, ring, clk, c, cachedVerifier(t, c, clk, ring)
 }
 
@@ -88,7 +87,7 @@ func TestCacheHitSkipsVerification(t *testing.T) {
 func TestCacheNeverOutlivesTheToken(t *testing.T) {
 	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
 	clk := tokentest.NewClock(now)
-	v := cachedVerifier(t, token.NewCache(0, 0), clk, newKeyring(t, k1))
+	v := cachedVerifier(t, token.NewCache(token.CacheConfig{}), clk, newKeyring(t, k1))
 	tok := k1.Sign(tokentest.Claims(iss, "u", "x", now), nil) // exp = now + 15m
 	if _, err := v.Verify(context.Background(), tok); err != nil {
 		t.Fatal(err)
@@ -124,7 +123,7 @@ func TestCacheDropsWhenKeyOrIssuerGoes(t *testing.T) {
 	k1, k2 := tokentest.NewKey(jwa.EdDSA, "k1"), tokentest.NewKey(jwa.EdDSA, "k2")
 	ring := newKeyring(t, k1, k2)
 	clk := tokentest.NewClock(now)
-	c := token.NewCache(0, 0)
+	c := token.NewCache(token.CacheConfig{})
 	v := cachedVerifier(t, c, clk, ring)
 	tok := k1.Sign(tokentest.Claims(iss, "u", "x", now), nil)
 	if _, err := v.Verify(context.Background(), tok); err != nil {
@@ -150,8 +149,7 @@ func TestCacheDropsWhenKeyOrIssuerGoes(t *testing.T) {
 	if _, err := cachedVerifier(t, c, clk, ring, "https://other.example.com").Verify(context.Background(), tok); codeOf(err) != reason.AudienceMismatch {
 		t.Fatalf("audience changed: %v", err)
 	}
-	other, err := token.NewVerifier([]token.Issuer{{Issuer: "https://else.example.com", Audiences: []string{"x"}, Keys: ring}},
-		token.WithClock(clk.Now), token.WithCache(c))
+	other, err := token.NewVerifier(token.Config{Issuers: []token.Issuer{{Issuer: "https://else.example.com", Audiences: []string{"x"}, Keys: ring}}, Now: clk.Now, Cache: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +182,7 @@ func TestCacheNeverStoresFailures(t *testing.T) {
 func TestCacheIsBounded(t *testing.T) {
 	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
 	clk := tokentest.NewClock(now)
-	c := token.NewCache(128, 0)
+	c := token.NewCache(token.CacheConfig{MaxEntries: 128})
 	v := cachedVerifier(t, c, clk, newKeyring(t, k1))
 	for i := range 1000 {
 		if _, err := v.Verify(context.Background(), k1.Sign(tokentest.Claims(iss, fmt.Sprint(i), "x", now), nil)); err != nil {
@@ -195,7 +193,7 @@ func TestCacheIsBounded(t *testing.T) {
 	if st.Entries > 128 || st.Evictions < 1000-128 {
 		t.Fatalf("stats %+v", st)
 	}
-	byBytes := token.NewCache(0, 64*4096)
+	byBytes := token.NewCache(token.CacheConfig{MaxBytes: 64 * 4096})
 	v = cachedVerifier(t, byBytes, clk, newKeyring(t, k1))
 	for i := range 1000 {
 		if _, err := v.Verify(context.Background(), k1.Sign(tokentest.Claims(iss, fmt.Sprint(i), "x", now), nil)); err != nil {
@@ -210,7 +208,7 @@ func TestCacheIsBounded(t *testing.T) {
 func TestCacheConcurrent(t *testing.T) {
 	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
 	clk := tokentest.NewClock(now)
-	c := token.NewCache(256, 0)
+	c := token.NewCache(token.CacheConfig{MaxEntries: 256})
 	v := cachedVerifier(t, c, clk, newKeyring(t, k1))
 	toks := make([]string, 64)
 	for i := range toks {
@@ -248,9 +246,8 @@ func TestWithClaimsKeepsOnlyThose(t *testing.T) {
 	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
 	ring := newKeyring(t, k1)
 	clk := tokentest.NewClock(now)
-	c := token.NewCache(0, 0)
-	v, err := token.NewVerifier([]token.Issuer{{Issuer: iss, Audiences: []string{iss}, Keys: ring}},
-		token.WithClock(clk.Now), token.WithCache(c), token.WithClaims([]string{"uuid", "sub", "uuid"}))
+	c := token.NewCache(token.CacheConfig{})
+	v, err := token.NewVerifier(token.Config{Issuers: []token.Issuer{{Issuer: iss, Audiences: []string{iss}, Keys: ring}}, Now: clk.Now, Cache: c, Claims: []string{"uuid", "sub", "uuid"}})
 	if err != nil {
 		t.Fatal(err)
 	}

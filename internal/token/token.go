@@ -85,40 +85,43 @@ type issuer struct {
 	fingerprint string
 }
 
-// Option configures a Verifier.
-type Option func(*Verifier)
-
-// WithLeeway sets the allowed clock skew for exp, nbf and iat.
-func WithLeeway(d time.Duration) Option { return func(v *Verifier) { v.leeway = d } }
-
-// WithClock replaces time.Now, e.g. to check a sample token at its own iat.
-func WithClock(now func() time.Time) Option { return func(v *Verifier) { v.now = now } }
-
-// WithClaims keeps only the named claims of verified tokens (nil keeps all). Policies
-// read a few claims; keeping just those is what lets the cache hold 100k tokens in
-// little memory, and it keeps less personal data in memory.
-func WithClaims(names []string) Option {
-	return func(v *Verifier) {
-		v.keep = slices.Clone(names)
-		slices.Sort(v.keep)
-		v.keep = slices.Compact(v.keep)
-		if v.keep == nil {
-			v.keep = []string{}
-		}
-	}
+// Config configures a Verifier. The zero value of each field means its default.
+type Config struct {
+	// Issuers are the Better Auth deployments whose tokens verify.
+	Issuers []Issuer
+	// Leeway is the clock skew allowed for exp, nbf and iat: DefaultLeeway when
+	// zero, none when negative.
+	Leeway time.Duration
+	// Claims, when not nil, are the only claims kept of verified tokens. Policies
+	// read a few claims; keeping just those is what lets the cache hold 100k tokens
+	// in little memory, and it keeps less personal data in memory.
+	Claims []string
+	// Cache reuses verifications (nil: none). One Cache can serve successive
+	// Verifiers, so a policy reload does not make every token cold again.
+	Cache *Cache
+	// Now replaces time.Now, e.g. to check a sample token at its own iat.
+	Now func() time.Time
 }
-
-// WithCache reuses verifications from c (nil disables caching). One Cache can serve
-// successive Verifiers, so a policy reload does not make every token cold again.
-func WithCache(c *Cache) Option { return func(v *Verifier) { v.cache = c } }
 
 // NewVerifier builds a Verifier. It fails on an issuer listed twice, with no
 // audience, or allowing an unsupported algorithm.
-func NewVerifier(issuers []Issuer, opts ...Option) (*Verifier, error) {
-	v := &Verifier{issuers: make(map[string]*issuer, len(issuers)), leeway: DefaultLeeway, now: time.Now}
-	for _, o := range opts {
-		o(v)
+func NewVerifier(cfg Config) (*Verifier, error) {
+	v := &Verifier{issuers: make(map[string]*issuer, len(cfg.Issuers)), leeway: cfg.Leeway, now: cfg.Now, cache: cfg.Cache}
+	switch {
+	case v.leeway == 0:
+		v.leeway = DefaultLeeway
+	case v.leeway < 0:
+		v.leeway = 0
 	}
+	if v.now == nil {
+		v.now = time.Now
+	}
+	if cfg.Claims != nil {
+		v.keep = slices.Clone(cfg.Claims)
+		slices.Sort(v.keep)
+		v.keep = slices.Compact(v.keep)
+	}
+	issuers := cfg.Issuers
 	for i := range issuers {
 		is := issuers[i]
 		if is.Issuer == "" {

@@ -58,11 +58,11 @@ func TestVerifyReasons(t *testing.T) {
 	attacker := tokentest.NewKey(jwa.EdDSA, "attacker")
 	keys := static(t, ed, es, es512, rs, ps)
 
-	v, err := token.NewVerifier([]token.Issuer{
+	v, err := token.NewVerifier(token.Config{Issuers: []token.Issuer{
 		{Issuer: iss, Audiences: []string{iss, "https://api.example.com"}, Keys: keys},
 		{Issuer: "https://eddsa-only.example.com", Audiences: []string{"x"}, Algorithms: []jwa.SignatureAlgorithm{jwa.EdDSA}, Keys: keys},
 		{Issuer: "https://down.example.com", Audiences: []string{"https://down.example.com"}, Keys: unavailable{}},
-	}, token.WithClock(func() time.Time { return now }))
+	}, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestNewVerifierRejectsBadConfig(t *testing.T) {
 		"duplicate":     {{Issuer: iss, Audiences: []string{iss}, Keys: k}, {Issuer: iss, Audiences: []string{iss}, Keys: k}},
 	}
 	for name, is := range bad {
-		if _, err := token.NewVerifier(is); err == nil {
+		if _, err := token.NewVerifier(token.Config{Issuers: is}); err == nil {
 			t.Errorf("%s: NewVerifier accepted it", name)
 		}
 	}
@@ -204,8 +204,7 @@ func TestBetterAuthSamples(t *testing.T) {
 			issuer := decoded.Payload["iss"].(string)
 			iat := time.Unix(int64(decoded.Payload["iat"].(float64)), 0)
 			verify := func(at time.Time) (*token.Claims, error) {
-				v, err := token.NewVerifier([]token.Issuer{{Issuer: issuer, Audiences: []string{issuer}, Keys: keys}},
-					token.WithClock(func() time.Time { return at }))
+				v, err := token.NewVerifier(token.Config{Issuers: []token.Issuer{{Issuer: issuer, Audiences: []string{issuer}, Keys: keys}}, Now: func() time.Time { return at }})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -259,8 +258,7 @@ func TestFromAuthorization(t *testing.T) {
 func FuzzVerify(f *testing.F) {
 	ed := tokentest.NewKey(jwa.EdDSA, "ed-1")
 	keys, _, _ := jwkscache.ParseSet(tokentest.JWKS(ed))
-	v, err := token.NewVerifier([]token.Issuer{{Issuer: iss, Audiences: []string{iss}, Keys: keys}},
-		token.WithClock(func() time.Time { return now }))
+	v, err := token.NewVerifier(token.Config{Issuers: []token.Issuer{{Issuer: iss, Audiences: []string{iss}, Keys: keys}}, Now: func() time.Time { return now }})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -294,8 +292,7 @@ func get(c *token.Claims, name string) any {
 // tokens are correctly signed, so only the strict decoding can refuse them.
 func TestStrictJSON(t *testing.T) {
 	ed := tokentest.NewKey(jwa.EdDSA, "ed-1")
-	v, err := token.NewVerifier([]token.Issuer{{Issuer: iss, Audiences: []string{iss}, Keys: static(t, ed)}},
-		token.WithClock(func() time.Time { return now }))
+	v, err := token.NewVerifier(token.Config{Issuers: []token.Issuer{{Issuer: iss, Audiences: []string{iss}, Keys: static(t, ed)}}, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,8 +350,7 @@ func BenchmarkVerifyBadSignature(b *testing.B) {
 	ed := tokentest.NewKey(jwa.EdDSA, "ed-1")
 	forger := tokentest.NewKey(jwa.EdDSA, "ed-1")
 	keys, _, _ := jwkscache.ParseSet(tokentest.JWKS(ed))
-	v, err := token.NewVerifier([]token.Issuer{{Issuer: iss, Audiences: []string{iss}, Keys: keys}},
-		token.WithClock(func() time.Time { return now }))
+	v, err := token.NewVerifier(token.Config{Issuers: []token.Issuer{{Issuer: iss, Audiences: []string{iss}, Keys: keys}}, Now: func() time.Time { return now }})
 	if err != nil {
 		b.Fatal(err)
 	}

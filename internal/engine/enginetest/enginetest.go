@@ -17,32 +17,31 @@ import (
 )
 
 // New compiles policyDoc and returns an engine whose issuers all trust one
-// generated EdDSA key (kid "k1"), with the clock fixed at now, and that key. opts
-// go to the verifier (token.WithCache, say).
-func New(t testing.TB, policyDoc string, now time.Time, m *metrics.Set, opts ...token.Option) (*engine.Engine, *tokentest.Key) {
+// generated EdDSA key (kid "k1"), with the clock fixed at now, and that key. cache
+// may be nil.
+func New(t testing.TB, policyDoc string, now time.Time, m *metrics.Set, cache *token.Cache) (*engine.Engine, *tokentest.Key) {
 	t.Helper()
 	key := tokentest.NewKey(jwa.EdDSA, "k1")
 	keys, _, err := jwkscache.ParseSet(tokentest.JWKS(key))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return WithKeys(t, policyDoc, keys, now, m, opts...), key
+	return WithKeys(t, policyDoc, keys, now, m, cache), key
 }
 
 // WithKeys is New with the caller's keys for every issuer: a wrapper that fails
 // or panics, say.
-func WithKeys(t testing.TB, policyDoc string, keys token.KeySource, now time.Time, m *metrics.Set, opts ...token.Option) *engine.Engine {
+func WithKeys(t testing.TB, policyDoc string, keys token.KeySource, now time.Time, m *metrics.Set, cache *token.Cache) *engine.Engine {
 	t.Helper()
 	p, err := policy.Load([]byte(policyDoc))
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts = append([]token.Option{token.WithClock(func() time.Time { return now })}, opts...)
-	snap, err := engine.BuildStatic(p, keys, opts...)
+	snap, err := engine.NewSnapshot(p, engine.SameKeys(keys), token.Config{Cache: cache, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := engine.New(m, nil)
+	e := engine.New(engine.Config{Metrics: m})
 	e.Swap(snap)
 	return e
 }

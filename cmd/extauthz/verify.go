@@ -14,14 +14,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/betterauth-extauthz/extauthz/internal/engine"
 	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
-	"github.com/betterauth-extauthz/extauthz/internal/policy"
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
 	"github.com/betterauth-extauthz/extauthz/internal/token"
 )
 
-// cmdVerifyJWKS fetches a JWKS and lists its usable keys (the seed's verify_jwks.py).
+// cmdVerifyJWKS fetches a JWKS, validates every key as serve would, and lists the
+// usable ones; it fails when none is usable.
 func cmdVerifyJWKS(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("verify-jwks", flag.ContinueOnError)
 	insecure := fs.Bool("allow-insecure", false, "accept plain http on a non-loopback host")
@@ -123,12 +122,13 @@ func (f *timeFlag) Set(s string) error {
 	return nil
 }
 
-func (f *timeFlag) clock() []token.Option {
+// clock is the verifier's clock: nil (time.Now) unless --at was given.
+func (f *timeFlag) clock() func() time.Time {
 	if f.t.IsZero() {
 		return nil
 	}
 	t := f.t
-	return []token.Option{token.WithClock(func() time.Time { return t })}
+	return func() time.Time { return t }
 }
 
 // readToken takes --token, where "-" reads standard input.
@@ -143,8 +143,8 @@ func readToken(v string) (string, error) {
 	return strings.TrimSpace(v), nil
 }
 
-// cmdVerifyToken verifies one token and explains the result (the seed's
-// test_jwt_verification.py). Exit status 0 only when the token is valid.
+// cmdVerifyToken verifies one token as serve would, printing its header, claims
+// and the reason code of a failure. Exit status 0 only when the token is valid.
 func cmdVerifyToken(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("verify-token", flag.ContinueOnError)
 	var kf keyFlags
@@ -185,8 +185,15 @@ func cmdVerifyToken(args []string, stdout io.Writer) error {
 	if aud == "" {
 		aud = iss
 	}
-	opts := append([]token.Option{token.WithLeeway(*leeway)}, at.clock()...)
-	v, err := token.NewVerifier([]token.Issuer{{Issuer: iss, Audiences: []string{aud}, Keys: keys}}, opts...)
+	lw := *leeway
+	if lw == 0 {
+		lw = -1 // none, as asked
+	}
+	v, err := token.NewVerifier(token.Config{
+		Issuers: []token.Issuer{{Issuer: iss, Audiences: []string{aud}, Keys: keys}},
+		Leeway:  lw,
+		Now:     at.clock(),
+	})
 	if err != nil {
 		return err
 	}
@@ -217,121 +224,4 @@ func peek(raw string) (header, claims string) {
 		return string(b)
 	}
 	return dec(0), dec(1)
-}
-
-func cmdPolicy(args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return usageErr("policy check [--strict] FILE | policy explain --config FILE --method M --path P")
-	}
-	switch args[0] {
-	case "check":
-		return cmdPolicyCheck(args[1:], stdout)
-	case "explain":
-		return cmdPolicyExplain(args[1:], stdout)
-	}
-	return usageErr("unknown policy subcommand %q", args[0])
-}
-
-func cmdPolicyCheck(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("policy check", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	strict := fs.Bool("strict", false, "treat lint warnings as errors")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageErr("policy check [--strict] takes one FILE")
-	}
-	file := fs.Arg(0)
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return err
-	}
-	p, err := policy.Load(b)
-	if err != nil {
-		return fmt.Errorf("%s: %w", file, err)
-	}
-	for _, is := range p.Issuers {
-		fmt.Fprintf(stdout, "issuer %s (aud %s, jwks %s, algs %v)\n", is.Issuer, strings.Join(is.Audiences, ","), jwkscache.RedactURL(is.JWKSURL), is.Algorithms)
-	}
-	for _, r := range p.Rules {
-		fmt.Fprintf(stdout, "rule %s\n", r.Name)
-	}
-	for _, w := range p.Warnings {
-		fmt.Fprintf(stdout, "warning: %s\n", w)
-	}
-	if *strict && len(p.Warnings) > 0 {
-		return fmt.Errorf("%s: %d lint warning(s) with --strict", file, len(p.Warnings))
-	}
-	fmt.Fprintf(stdout, "ok: %s is valid (hash %s)\n", file, p.Hash)
-	return nil
-}
-
-func cmdPolicyExplain(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("policy explain", flag.ContinueOnError)
-	var kf keyFlags
-	kf.register(fs)
-	cfgFile := fs.String("config", "", "policy file")
-	method := fs.String("method", "GET", "request method")
-	path := fs.String("path", "", "request path (query string allowed)")
-	host := fs.String("host", "localhost", "request host (the Host header)")
-	tok := fs.String("token", "", "Bearer token (\"-\" reads standard input)")
-	origin := fs.String("origin", "", "Origin header (for CORS preflight)")
-	preflight := fs.String("preflight-method", "", "Access-Control-Request-Method header")
-	var at timeFlag
-	fs.Var(&at, "at", "decide as of this time (RFC 3339 or Unix seconds)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *cfgFile == "" || *path == "" {
-		return usageErr("give --config FILE and --path P")
-	}
-	b, err := os.ReadFile(*cfgFile)
-	if err != nil {
-		return err
-	}
-	p, err := policy.Load(b)
-	if err != nil {
-		return fmt.Errorf("%s: %w", *cfgFile, err)
-	}
-	raw, err := readToken(*tok)
-	if err != nil {
-		return err
-	}
-	var keys jwkscache.Static
-	if raw != "" {
-		if kf.jwksFile == "" && kf.jwksURL == "" && len(p.Issuers) > 0 {
-			kf.jwksURL = p.Issuers[0].JWKSURL
-			kf.insecure = p.Issuers[0].AllowInsecureJWKS
-		}
-		if keys, err = kf.load(true); err != nil {
-			return err
-		}
-	}
-	snap, err := engine.BuildStatic(p, keys, at.clock()...)
-	if err != nil {
-		return err
-	}
-	e := engine.New(nil, nil)
-	e.Swap(snap)
-	req := &engine.Request{Method: *method, Path: *path, Host: *host, Origin: *origin, PreflightMethod: *preflight}
-	if raw != "" {
-		req.Authorization = []string{"Bearer " + raw}
-	}
-	d := e.Decide(context.Background(), req)
-	verdict := "DENY"
-	if d.Allow {
-		verdict = "ALLOW"
-	}
-	fmt.Fprintf(stdout, "decision: %s %d\nrule: %s\n", verdict, d.Status, d.Rule)
-	if !d.Allow {
-		fmt.Fprintf(stdout, "reason: %s\ndetail: %s\n", d.Reason, d.Detail)
-	}
-	for _, h := range d.Set {
-		fmt.Fprintf(stdout, "set header: %s: %s\n", h.Name, h.Value)
-	}
-	for _, h := range d.Remove {
-		fmt.Fprintf(stdout, "remove header: %s\n", h)
-	}
-	return nil
 }

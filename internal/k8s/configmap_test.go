@@ -124,13 +124,19 @@ func watch(t *testing.T, cfg *rest.Config, ns, name string) *instance {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := metrics.New(prometheus.NewRegistry())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e := engine.New(m, log)
-	r := &reload.Reloader{Engine: e, Pool: jwkscache.NewPool(ctx, m), Metrics: m, Log: log}
+	e := engine.New(engine.Config{Metrics: m, Log: log})
+	r, err := reload.New(reload.Config{Engine: e, Pool: jwkscache.NewPool(ctx, jwkscache.PoolConfig{Metrics: m}), Metrics: m, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
 	in := &instance{e: e, r: r, m: m, stop: cancel, stopped: make(chan struct{})}
-	w := &k8s.Watcher{Namespace: ns, Name: name, Reloader: r, Log: log}
+	src, err := k8s.NewConfigMap(k8s.Config{Namespace: ns, Name: name, REST: cfg, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
 	go func() {
 		defer close(in.stopped)
-		if err := w.Run(ctx, cfg); err != nil {
+		if err := r.Run(ctx, src); err != nil {
 			t.Error(err)
 		}
 	}()

@@ -1,0 +1,177 @@
+// Package k8s watches the policy ConfigMap through the Kubernetes API and records
+// what became of each update as Events on it.
+package k8s
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/betterauth-extauthz/extauthz/internal/reload"
+)
+
+// Event reasons recorded on the ConfigMap.
+const (
+	ReasonApplied  = "PolicyApplied"
+	ReasonRejected = "PolicyRejected"
+	ReasonDeleted  = "PolicyDeleted"
+	// ReasonLint marks a policy that was applied but looks wrong (one Event a warning).
+	ReasonLint = "PolicyLint"
+)
+
+// DefaultKey is the ConfigMap key holding the policy.
+const DefaultKey = "policy.yaml"
+
+// Config says which ConfigMap to watch and how.
+type Config struct {
+	// Namespace and Name of the ConfigMap; both required.
+	Namespace, Name string
+	// Key in the ConfigMap's data; DefaultKey when empty.
+	Key string
+	// REST reaches the API server (see RESTConfig); required.
+	REST *rest.Config
+	// Log defaults to slog.Default().
+	Log *slog.Logger
+	// Component names the event source; "extauthz" when empty.
+	Component string
+}
+
+// ConfigMap is a reload.Source: it applies one ConfigMap's policy key on every
+// change and records what became of it as Events on the ConfigMap.
+type ConfigMap struct {
+	cfg    Config
+	client kubernetes.Interface
+	source string
+}
+
+// NewConfigMap validates cfg and builds the API client; it does not contact the
+// API server yet.
+func NewConfigMap(cfg Config) (*ConfigMap, error) {
+	if cfg.Namespace == "" || cfg.Name == "" {
+		return nil, errors.New("k8s: ConfigMap namespace and name are required")
+	}
+	if cfg.REST == nil {
+		return nil, errors.New("k8s: REST config is required")
+	}
+	if cfg.Key == "" {
+		cfg.Key = DefaultKey
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Component == "" {
+		cfg.Component = "extauthz"
+	}
+	cs, err := kubernetes.NewForConfig(cfg.REST)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return &ConfigMap{cfg: cfg, client: cs, source: "configmap:" + cfg.Namespace + "/" + cfg.Name}, nil
+}
+
+// RESTConfig returns the API server config: from kubeconfig when given, else
+// in-cluster (the service account the Pod runs as).
+func RESTConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		return rest.InClusterConfig()
+	}
+	return clientcmd.BuildConfigFromFlags("", kubeconfig)
+}
+
+// Run watches until ctx ends. The informer lists and watches exactly one object (a
+// field selector on metadata.name), which is what lets the Role name the ConfigMap
+// in resourceNames instead of granting every ConfigMap in the namespace. The
+// informer retries a failing API server itself, so Run fails only when it cannot
+// set up the watch.
+func (c *ConfigMap) Run(ctx context.Context, apply reload.ApplyFunc) error {
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events(c.cfg.Namespace)})
+	defer broadcaster.Shutdown()
+	rec := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: c.cfg.Component})
+
+	factory := informers.NewSharedInformerFactoryWithOptions(c.client, 10*time.Minute,
+		informers.WithNamespace(c.cfg.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = "metadata.name=" + c.cfg.Name
+		}))
+	inf := factory.Core().V1().ConfigMaps().Informer()
+	// inForce is the hash of the policy in force, as the last outcome reported it;
+	// the informer calls handlers one at a time.
+	var inForce string
+	handle := func(obj any) {
+		if cm, ok := toConfigMap(obj); ok {
+			inForce = c.apply(ctx, rec, apply, cm)
+		}
+	}
+	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    handle,
+		UpdateFunc: func(_, obj any) { handle(obj) },
+		DeleteFunc: func(obj any) {
+			c.cfg.Log.Warn("policy ConfigMap deleted; the last policy stays in force", "source", c.source, "hash", inForce)
+			if cm, ok := toConfigMap(obj); ok {
+				rec.Eventf(cm, corev1.EventTypeWarning, ReasonDeleted,
+					"ConfigMap deleted; extauthz keeps the last policy (hash %s)", orNone(inForce))
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("watching %s: %w", c.source, err)
+	}
+	factory.Start(ctx.Done())
+	<-ctx.Done()
+	factory.Shutdown()
+	return nil
+}
+
+// apply hands one version of the ConfigMap to the reloader, records an Event for
+// the outcome, and returns the hash in force.
+func (c *ConfigMap) apply(ctx context.Context, rec record.EventRecorder, apply reload.ApplyFunc, cm *corev1.ConfigMap) string {
+	u := reload.Update{Source: c.source}
+	if doc, ok := cm.Data[c.cfg.Key]; ok {
+		u.Doc = []byte(doc)
+	} else {
+		u.Err = fmt.Errorf("ConfigMap has no key %q", c.cfg.Key)
+	}
+	out := apply(ctx, u)
+	switch out.Result {
+	case reload.Applied:
+		rec.Eventf(cm, corev1.EventTypeNormal, ReasonApplied, "policy %s applied (resourceVersion %s)", out.Hash, cm.ResourceVersion)
+		for _, warning := range out.Warnings {
+			rec.Eventf(cm, corev1.EventTypeWarning, ReasonLint, "policy %s: %s", out.Hash, warning)
+		}
+	case reload.Rejected:
+		rec.Eventf(cm, corev1.EventTypeWarning, ReasonRejected, "policy rejected, keeping %s: %v", orNone(out.Hash), out.Err)
+	}
+	return out.Hash
+}
+
+func toConfigMap(obj any) (*corev1.ConfigMap, bool) {
+	switch o := obj.(type) {
+	case *corev1.ConfigMap:
+		return o, true
+	case cache.DeletedFinalStateUnknown:
+		cm, ok := o.Obj.(*corev1.ConfigMap)
+		return cm, ok
+	}
+	return nil, false
+}
+
+func orNone(h string) string {
+	if h == "" {
+		return "none (not ready)"
+	}
+	return h
+}
