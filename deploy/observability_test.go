@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"sigs.k8s.io/yaml"
 
+	"github.com/betterauth-extauthz/extauthz/internal/testkit"
 	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
 )
 
@@ -128,15 +127,18 @@ func scrapeExercised(t *testing.T) map[string]bool {
 		t.Fatalf("build: %v %s", err, out)
 	}
 	key := tokentest.NewKey(jwa.EdDSA, "k1")
-	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(tokentest.JWKS(key)) }))
-	defer jwks.Close()
+	jwks := tokentest.NewJWKSServer(t, tokentest.JWKS(key))
 	cfg := filepath.Join(dir, "policy.yaml")
 	doc := fmt.Sprintf("issuers: [{betterAuthURL: %s}]\nrules: [{name: tasks, paths: ['/api/{id}/tasks'], owner: {param: id, claim: uuid}}]\n", jwks.URL)
 	if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	grpcAddr, admin := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "serve", "--config", cfg, "--grpc-addr", grpcAddr, "--http-addr", freeAddr(t), "--admin-addr", admin, "--shutdown-delay", "0s")
+	addrs, err := testkit.FreeAddrs(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcAddr, admin := addrs[0], addrs[2]
+	cmd := exec.Command(bin, "serve", "--config", cfg, "--grpc-addr", grpcAddr, "--http-addr", addrs[1], "--admin-addr", admin, "--shutdown-delay", "0s")
 	cmd.Stderr = io.Discard
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -208,14 +210,4 @@ func scrapeExercised(t *testing.T) map[string]bool {
 	slices.Sort(keys)
 	t.Logf("exported: %v", keys)
 	return names
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/betterauth-extauthz/extauthz/internal/testkit"
 	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
 )
 
@@ -169,10 +169,11 @@ func TestServeBinary(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	key := tokentest.NewKey(jwa.EdDSA, "k1")
-	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(tokentest.JWKS(key)) }))
-	defer jwks.Close()
-
-	ports := freePorts(t, 3)
+	jwks := tokentest.NewJWKSServer(t, tokentest.JWKS(key))
+	ports, err := testkit.FreeAddrs(3)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(bin, "serve", "--shutdown-delay", "500ms")
 	cmd.Env = append(os.Environ(), "BETTER_AUTH_URL="+jwks.URL,
 		"EXTAUTHZ_GRPC_ADDR="+ports[0], "EXTAUTHZ_HTTP_ADDR="+ports[1], "EXTAUTHZ_ADMIN_ADDR="+ports[2])
@@ -247,22 +248,4 @@ func TestServeBinary(t *testing.T) {
 	if !strings.Contains(logs.String(), `"reason":"signature_invalid"`) {
 		t.Errorf("deny not logged with its reason:\n%s", logs.String())
 	}
-}
-
-func freePorts(t *testing.T, n int) []string {
-	t.Helper()
-	var out []string
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().String())
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return out
 }

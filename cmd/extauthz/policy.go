@@ -10,6 +10,7 @@ import (
 
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
 	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
+	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
 	"github.com/betterauth-extauthz/extauthz/internal/token"
 )
@@ -130,7 +131,7 @@ func cmdPolicyExplain(args []string, stdout io.Writer) error {
 // needed, and none is fetched.
 func explainKeys(p *policy.Policy, kf *keyFlags, needed bool) (engine.KeysFor, error) {
 	if !needed {
-		return engine.SameKeys(jwkscache.Static{}), nil
+		return engine.SameKeys(keyset.Static{}), nil
 	}
 	if kf.jwksFile != "" || kf.jwksURL != "" {
 		keys, err := kf.load(true)
@@ -139,7 +140,7 @@ func explainKeys(p *policy.Policy, kf *keyFlags, needed bool) (engine.KeysFor, e
 		}
 		return engine.SameKeys(keys), nil
 	}
-	byIssuer := make(map[string]jwkscache.Static, len(p.Issuers))
+	byIssuer := make(map[string]keyset.Static, len(p.Issuers))
 	for _, is := range p.Issuers {
 		keys, _, err := jwkscache.Fetch(context.Background(), is.JWKSURL, is.AllowInsecureJWKS, 0)
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
+	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
 	"github.com/betterauth-extauthz/extauthz/internal/token"
 )
@@ -43,7 +44,7 @@ func cmdVerifyJWKS(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func printKeys(w io.Writer, keys jwkscache.Static) {
+func printKeys(w io.Writer, keys keyset.Static) {
 	kids := make([]string, 0, len(keys))
 	for kid := range keys {
 		kids = append(kids, kid)
@@ -73,7 +74,7 @@ func (k *keyFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&k.insecure, "allow-insecure", false, "accept a plain-http JWKS URL on a non-loopback host")
 }
 
-func (k *keyFlags) load(required bool) (jwkscache.Static, error) {
+func (k *keyFlags) load(required bool) (keyset.Static, error) {
 	switch {
 	case k.jwksFile != "" && k.jwksURL != "":
 		return nil, usageErr("give --jwks-url or --jwks-file, not both")
@@ -82,7 +83,7 @@ func (k *keyFlags) load(required bool) (jwkscache.Static, error) {
 		if err != nil {
 			return nil, err
 		}
-		keys, _, err := jwkscache.ParseSet(b)
+		keys, _, err := keyset.Parse(b)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", k.jwksFile, err)
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -23,15 +22,16 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
 	"github.com/betterauth-extauthz/extauthz/internal/engine/enginetest"
 	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
+	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
 )
 
 // bomb is a key source that panics for the kid "boom", standing in for any bug a
 // request could reach.
-type bomb struct{ jwkscache.Static }
+type bomb struct{ keyset.Static }
 
-func (b bomb) Lookup(ctx context.Context, kid string) (*jwkscache.Key, error) {
+func (b bomb) Lookup(ctx context.Context, kid string) (*keyset.Key, error) {
 	if kid == "boom" {
 		var s []int
 		s[len(kid)]++ // a real runtime panic (index out of range), not a test-only one
@@ -64,7 +64,7 @@ func served(t *testing.T, e *engine.Engine) (authv3.AuthorizationClient, string)
 func TestPanicIsDeniedAndServingContinues(t *testing.T) {
 	good := tokentest.NewKey(jwa.EdDSA, "k1")
 	boom := tokentest.NewKey(jwa.EdDSA, "boom")
-	keys, _, err := jwkscache.ParseSet(tokentest.JWKS(good))
+	keys, _, err := keyset.Parse(tokentest.JWKS(good))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,8 +113,7 @@ func TestMalformedEd25519KeyCannotCrash(t *testing.T) {
 	x, _ := base64.RawURLEncoding.DecodeString(jwk["x"].(string))
 	jwk["x"] = base64.RawURLEncoding.EncodeToString(x[:31])
 	body, _ := json.Marshal(map[string]any{"keys": []any{good.PublicJWK(), jwk}})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(body) }))
-	defer srv.Close()
+	srv := tokentest.NewJWKSServer(t, body)
 	m := metrics.New(prometheus.NewRegistry())
 	cache, err := jwkscache.New(jwkscache.Config{URL: srv.URL, Name: iss, Metrics: m})
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
 	"github.com/betterauth-extauthz/extauthz/internal/engine/enginetest"
-	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
+	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
 	"github.com/betterauth-extauthz/extauthz/internal/token"
 	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
@@ -54,11 +54,11 @@ type fixture struct {
 
 type downKeys struct{}
 
-func (d downKeys) Lookup(ctx context.Context, kid string) (*jwkscache.Key, error) {
-	return nil, jwkscache.ErrUnavailable
+func (d downKeys) Lookup(ctx context.Context, kid string) (*keyset.Key, error) {
+	return nil, keyset.ErrUnavailable
 }
 
-func (d downKeys) Peek(string) *jwkscache.Key { return nil }
+func (d downKeys) Peek(string) *keyset.Key { return nil }
 
 func newFixture(t testing.TB, policyDoc string) *fixture {
 	t.Helper()
@@ -66,7 +66,7 @@ func newFixture(t testing.TB, policyDoc string) *fixture {
 	p := e.Current().Policy
 	// The second issuer's JWKS is down: rebuild the verifier with a key source that says so.
 	if len(p.Issuers) > 1 {
-		keys, _, err := jwkscache.ParseSet(tokentest.JWKS(key))
+		keys, _, err := keyset.Parse(tokentest.JWKS(key))
 		if err != nil {
 			t.Fatal(err)
 		}

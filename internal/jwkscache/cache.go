@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 )
 
@@ -33,14 +34,6 @@ const (
 	DefaultWaitTimeout     = 2 * time.Second
 	// MaxBodySize bounds a JWKS response; real ones are a few KiB.
 	MaxBodySize = 1 << 20
-)
-
-// Errors returned by Lookup.
-var (
-	// ErrUnknownKID means the key set is available but has no key with that kid.
-	ErrUnknownKID = errors.New("no key with that kid")
-	// ErrUnavailable means there is no usable key set (never fetched, or dropped as too stale).
-	ErrUnavailable = errors.New("no usable key set")
 )
 
 // Config describes one issuer's JWKS endpoint. Zero durations take the defaults above.
@@ -73,7 +66,7 @@ type Config struct {
 
 // keySet is an immutable, fetched JWKS.
 type keySet struct {
-	keys    Static
+	keys    keyset.Static
 	fetched time.Time
 }
 
@@ -230,12 +223,12 @@ func (c *Cache) Ready() <-chan struct{} { return c.firstDone }
 func (c *Cache) Name() string { return c.cfg.Name }
 
 // Keys returns a copy of the current usable keys, or nil when there is no usable set.
-func (c *Cache) Keys() []*Key {
+func (c *Cache) Keys() []*keyset.Key {
 	s := c.current()
 	if s == nil {
 		return nil
 	}
-	out := make([]*Key, 0, len(s.keys))
+	out := make([]*keyset.Key, 0, len(s.keys))
 	for _, k := range s.keys {
 		out = append(out, k)
 	}
@@ -305,11 +298,11 @@ func (c *Cache) refresh(ctx context.Context, trigger string) error {
 		}
 		return err
 	}
-	// Keep the *Key of every key that did not change: a verified-token cache
+	// Keep the *keyset.Key of every key that did not change: a verified-token cache
 	// compares key pointers, so a refresh must not look like a rotation.
 	if old := c.set.Load(); old != nil {
 		for kid, k := range keys {
-			if o, ok := old.keys[kid]; ok && o.sameAs(k) {
+			if o, ok := old.keys[kid]; ok && o.SameAs(k) {
 				keys[kid] = o
 			}
 		}
@@ -319,7 +312,7 @@ func (c *Cache) refresh(ctx context.Context, trigger string) error {
 	return nil
 }
 
-func (c *Cache) fetch(ctx context.Context) (Static, error) {
+func (c *Cache) fetch(ctx context.Context) (keyset.Static, error) {
 	keys, skipped, err := fetchKeys(ctx, c.cfg.Client, c.cfg.URL)
 	if err == nil {
 		c.cfg.Metrics.JWKSSkipped(c.cfg.Name, len(skipped))
@@ -340,7 +333,7 @@ func (c *Cache) fetch(ctx context.Context) (Static, error) {
 
 // Fetch downloads and parses a JWKS once, with the same checks as a Cache (HTTPS
 // rule, size limit, key filtering). The CLI's verify-jwks uses it.
-func Fetch(ctx context.Context, rawURL string, allowInsecure bool, timeout time.Duration) (keys Static, skipped []string, err error) {
+func Fetch(ctx context.Context, rawURL string, allowInsecure bool, timeout time.Duration) (keys keyset.Static, skipped []string, err error) {
 	if err := CheckURL(rawURL, allowInsecure); err != nil {
 		return nil, nil, err
 	}
@@ -352,7 +345,7 @@ func Fetch(ctx context.Context, rawURL string, allowInsecure bool, timeout time.
 	return fetchKeys(ctx, NewHTTPClient(timeout, allowInsecure), rawURL)
 }
 
-func fetchKeys(ctx context.Context, client *http.Client, rawURL string) (Static, []string, error) {
+func fetchKeys(ctx context.Context, client *http.Client, rawURL string) (keyset.Static, []string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
 		return nil, nil, err
@@ -380,30 +373,30 @@ func fetchKeys(ctx context.Context, client *http.Client, rawURL string) (Static,
 	if len(body) > MaxBodySize {
 		return nil, nil, fmt.Errorf("GET %s: body larger than %d bytes", shown, MaxBodySize)
 	}
-	return ParseSet(body)
+	return keyset.Parse(body)
 }
 
 // Lookup returns the key with the given kid. An unknown kid triggers one refetch
 // shared by all concurrent callers, at most once per Cooldown; within the cooldown
-// it fails at once with ErrUnknownKID (counted as suppressed).
-func (c *Cache) Lookup(ctx context.Context, kid string) (*Key, error) {
+// it fails at once with keyset.ErrUnknownKID (counted as suppressed).
+func (c *Cache) Lookup(ctx context.Context, kid string) (*keyset.Key, error) {
 	if k := c.Peek(kid); k != nil {
 		return k, nil
 	}
 	c.refetch(ctx)
 	s := c.current()
 	if s == nil {
-		return nil, ErrUnavailable
+		return nil, keyset.ErrUnavailable
 	}
 	if k, ok := s.keys[kid]; ok {
 		return k, nil
 	}
-	return nil, ErrUnknownKID
+	return nil, keyset.ErrUnknownKID
 }
 
 // Peek returns the current key with the given kid, or nil, without fetching. It
 // takes no lock.
-func (c *Cache) Peek(kid string) *Key {
+func (c *Cache) Peek(kid string) *keyset.Key {
 	if s := c.current(); s != nil {
 		return s.keys[kid]
 	}

@@ -2,16 +2,10 @@ package jwkscache_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -21,44 +15,14 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
-	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
+	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
 )
-
-// jwksServer serves whatever body is current and counts requests.
-type jwksServer struct {
-	*httptest.Server
-	mu     sync.Mutex
-	body   []byte
-	status int
-	hits   atomic.Int64
-}
-
-func newJWKSServer(t *testing.T, body []byte) *jwksServer {
-	s := &jwksServer{body: body, status: http.StatusOK}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.hits.Add(1)
-		s.mu.Lock()
-		body, status := s.body, s.status
-		s.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		_, _ = w.Write(body)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *jwksServer) set(status int, body []byte) {
-	s.mu.Lock()
-	s.status, s.body = status, body
-	s.mu.Unlock()
-}
 
 func start(t *testing.T, cfg jwkscache.Config) *jwkscache.Cache {
 	t.Helper()
@@ -82,12 +46,12 @@ func start(t *testing.T, cfg jwkscache.Config) *jwkscache.Cache {
 func TestRefreshPicksUpNewKeys(t *testing.T) {
 	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
 	k2 := tokentest.NewKey(jwa.EdDSA, "k2")
-	srv := newJWKSServer(t, tokentest.JWKS(k1))
+	srv := tokentest.NewJWKSServer(t, tokentest.JWKS(k1))
 	c := start(t, jwkscache.Config{URL: srv.URL, RefreshInterval: 50 * time.Millisecond})
 	if _, err := c.Lookup(context.Background(), "k1"); err != nil {
 		t.Fatal(err)
 	}
-	srv.set(http.StatusOK, tokentest.JWKS(k1, k2))
+	srv.Set(http.StatusOK, tokentest.JWKS(k1, k2))
 	deadline := time.Now().Add(5 * time.Second)
 	for len(c.Keys()) != 2 {
 		if time.Now().After(deadline) {
@@ -100,17 +64,17 @@ func TestRefreshPicksUpNewKeys(t *testing.T) {
 func TestRotationUnknownKidRefetchesOnce(t *testing.T) {
 	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
 	k2 := tokentest.NewKey(jwa.EdDSA, "k2")
-	srv := newJWKSServer(t, tokentest.JWKS(k1))
+	srv := tokentest.NewJWKSServer(t, tokentest.JWKS(k1))
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 	c := start(t, jwkscache.Config{URL: srv.URL, Name: "iss", RefreshInterval: time.Hour, Cooldown: time.Hour, Metrics: m})
 	// Better Auth rotates: the JWKS now lists [old, new] and a token names the new kid.
-	srv.set(http.StatusOK, tokentest.JWKS(k1, k2))
-	before := srv.hits.Load()
+	srv.Set(http.StatusOK, tokentest.JWKS(k1, k2))
+	before := srv.Hits()
 	if _, err := c.Lookup(context.Background(), "k2"); err != nil {
 		t.Fatalf("new kid after rotation: %v", err)
 	}
-	if got := srv.hits.Load() - before; got != 1 {
+	if got := srv.Hits() - before; got != 1 {
 		t.Fatalf("fetches for the new kid = %d, want 1", got)
 	}
 	if _, err := c.Lookup(context.Background(), "k1"); err != nil {
@@ -123,11 +87,11 @@ func TestRotationUnknownKidRefetchesOnce(t *testing.T) {
 
 func TestKidFloodCoalescesAndCoolsDown(t *testing.T) {
 	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
-	srv := newJWKSServer(t, tokentest.JWKS(k1))
+	srv := tokentest.NewJWKSServer(t, tokentest.JWKS(k1))
 	m := metrics.New(prometheus.NewRegistry())
 	clk := tokentest.NewClock(time.Unix(1_800_000_000, 0))
 	c := start(t, jwkscache.Config{URL: srv.URL, Name: "iss", RefreshInterval: time.Hour, Cooldown: 30 * time.Second, Metrics: m, Now: clk.Now})
-	base := srv.hits.Load()
+	base := srv.Hits()
 
 	// 200 concurrent requests with random kids: one refetch, shared.
 	var wg sync.WaitGroup
@@ -136,7 +100,7 @@ func TestKidFloodCoalescesAndCoolsDown(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := c.Lookup(context.Background(), fmt.Sprintf("random-%d", i)); errors.Is(err, jwkscache.ErrUnknownKID) {
+			if _, err := c.Lookup(context.Background(), fmt.Sprintf("random-%d", i)); errors.Is(err, keyset.ErrUnknownKID) {
 				unknown.Add(1)
 			}
 		}()
@@ -145,14 +109,14 @@ func TestKidFloodCoalescesAndCoolsDown(t *testing.T) {
 	if unknown.Load() != 200 {
 		t.Fatalf("unknown kids denied = %d, want 200", unknown.Load())
 	}
-	if got := srv.hits.Load() - base; got != 1 {
+	if got := srv.Hits() - base; got != 1 {
 		t.Fatalf("fetches during the flood = %d, want 1", got)
 	}
 	// Within the cooldown: no fetch at all, counted as suppressed.
 	for i := range 1000 {
 		_, _ = c.Lookup(context.Background(), fmt.Sprintf("again-%d", i))
 	}
-	if got := srv.hits.Load() - base; got != 1 {
+	if got := srv.Hits() - base; got != 1 {
 		t.Fatalf("fetches within cooldown = %d, want 1", got)
 	}
 	if s := testutil.ToFloat64(m.RefetchSuppressedCounter("iss")); s < 1000 {
@@ -161,19 +125,19 @@ func TestKidFloodCoalescesAndCoolsDown(t *testing.T) {
 	// After the cooldown one more fetch is allowed.
 	clk.Add(31 * time.Second)
 	_, _ = c.Lookup(context.Background(), "after-cooldown")
-	if got := srv.hits.Load() - base; got != 2 {
+	if got := srv.Hits() - base; got != 2 {
 		t.Fatalf("fetches after cooldown = %d, want 2", got)
 	}
 }
 
 func TestOutageKeepsKeysUntilMaxStale(t *testing.T) {
 	k1 := tokentest.NewKey(jwa.EdDSA, "k1")
-	srv := newJWKSServer(t, tokentest.JWKS(k1))
+	srv := tokentest.NewJWKSServer(t, tokentest.JWKS(k1))
 	clk := tokentest.NewClock(time.Unix(1_800_000_000, 0))
 	c := start(t, jwkscache.Config{URL: srv.URL, RefreshInterval: 20 * time.Millisecond, MaxStale: time.Hour, Now: clk.Now})
-	srv.set(http.StatusServiceUnavailable, []byte("down"))
-	hits := srv.hits.Load()
-	for srv.hits.Load() < hits+3 { // several failed refreshes
+	srv.Set(http.StatusServiceUnavailable, []byte("down"))
+	hits := srv.Hits()
+	for srv.Hits() < hits+3 { // several failed refreshes
 		time.Sleep(10 * time.Millisecond)
 	}
 	clk.Add(59 * time.Minute)
@@ -181,11 +145,11 @@ func TestOutageKeepsKeysUntilMaxStale(t *testing.T) {
 		t.Fatalf("stale but within maxStale: %v", err)
 	}
 	clk.Add(2 * time.Minute)
-	if _, err := c.Lookup(context.Background(), "k1"); !errors.Is(err, jwkscache.ErrUnavailable) {
+	if _, err := c.Lookup(context.Background(), "k1"); !errors.Is(err, keyset.ErrUnavailable) {
 		t.Fatalf("past maxStale: %v, want ErrUnavailable", err)
 	}
 	// Recovery: the endpoint comes back and keys return.
-	srv.set(http.StatusOK, tokentest.JWKS(k1))
+	srv.Set(http.StatusOK, tokentest.JWKS(k1))
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if _, err := c.Lookup(context.Background(), "k1"); err == nil {
@@ -214,11 +178,11 @@ func TestBadBodiesNeverReplaceGoodKeys(t *testing.T) {
 	}
 	for name, b := range bodies {
 		t.Run(name, func(t *testing.T) {
-			srv := newJWKSServer(t, tokentest.JWKS(k1))
+			srv := tokentest.NewJWKSServer(t, tokentest.JWKS(k1))
 			c := start(t, jwkscache.Config{URL: srv.URL, RefreshInterval: 20 * time.Millisecond})
-			srv.set(b.status, b.body)
-			hits := srv.hits.Load()
-			for srv.hits.Load() < hits+2 {
+			srv.Set(b.status, b.body)
+			hits := srv.Hits()
+			for srv.Hits() < hits+2 {
 				time.Sleep(5 * time.Millisecond)
 			}
 			if _, err := c.Lookup(context.Background(), "k1"); err != nil {
@@ -229,43 +193,20 @@ func TestBadBodiesNeverReplaceGoodKeys(t *testing.T) {
 }
 
 func TestFirstFetchFailureIsUnavailable(t *testing.T) {
-	srv := newJWKSServer(t, []byte(`{"keys":[]}`))
+	srv := tokentest.NewJWKSServer(t, []byte(`{"keys":[]}`))
 	c := start(t, jwkscache.Config{URL: srv.URL, Cooldown: time.Hour})
-	if _, err := c.Lookup(context.Background(), "k1"); !errors.Is(err, jwkscache.ErrUnavailable) {
+	if _, err := c.Lookup(context.Background(), "k1"); !errors.Is(err, keyset.ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
 }
 
 func TestUnreachableEndpoint(t *testing.T) {
-	srv := newJWKSServer(t, nil)
+	srv := tokentest.NewJWKSServer(t, nil)
 	url := srv.URL
 	srv.Close() // nothing listens there any more
 	c := start(t, jwkscache.Config{URL: url, FetchTimeout: time.Second})
-	if _, err := c.Lookup(context.Background(), "k1"); !errors.Is(err, jwkscache.ErrUnavailable) {
+	if _, err := c.Lookup(context.Background(), "k1"); !errors.Is(err, keyset.ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
-	}
-}
-
-func TestParseSetSkipsUnusableKeys(t *testing.T) {
-	ed := tokentest.NewKey(jwa.EdDSA, "ed")
-	noUse := ed.PublicJWK() // Better Auth sends neither use nor key_ops
-	doc := fmt.Sprintf(`{"keys":[
-		{"kty":"oct","k":"c2VjcmV0","kid":"hmac"},
-		{"kty":"OKP","crv":"X25519","x":"hSDwCYkwp1R0i33ctD73Wg2_Og0mOBr066SpjqqbTmo","kid":"x25519"},
-		{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","kid":"enc","use":"enc"},
-		%s,
-		%s,
-		%s
-	]}`, weakRSA(t), mustJSON(noUse), mustJSON(noUse))
-	keys, skipped, err := jwkscache.ParseSet([]byte(doc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(keys) != 1 || keys["ed"].Family() != "EdDSA" {
-		t.Fatalf("keys = %v", keys)
-	}
-	if len(skipped) != 5 {
-		t.Fatalf("skipped = %d %q, want 5 (oct, X25519, enc, weak RSA, duplicate)", len(skipped), skipped)
 	}
 }
 
@@ -292,96 +233,15 @@ func TestHTTPSRequired(t *testing.T) {
 	}
 }
 
-func weakRSA(t *testing.T) string {
-	k, err := rsa.GenerateKey(rand.Reader, 1024)
-	if err != nil {
-		t.Fatal(err)
-	}
-	j, err := jwk.FromRaw(&k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = j.Set(jwk.KeyIDKey, "rsa-1024")
-	b, _ := json.Marshal(j)
-	return string(b)
-}
-
-func mustJSON(m map[string]any) string {
-	b, err := json.Marshal(m)
-	if err != nil {
-		panic(err)
-	}
-	return string(b)
-}
-
-// TestParseSetValidatesKeys: every key that the standard library could not use
-// safely is skipped at parse time, never kept as usable.
-func TestParseSetValidatesKeys(t *testing.T) {
-	ed := tokentest.NewKey(jwa.EdDSA, "good").PublicJWK()
-	es := tokentest.NewKey(jwa.ES256, "es").PublicJWK()
-	rs := tokentest.NewKey(jwa.RS256, "rs").PublicJWK()
-	with := func(base map[string]any, kid string, kv ...any) string {
-		m := maps.Clone(base)
-		m["kid"] = kid
-		for i := 0; i < len(kv); i += 2 {
-			m[kv[i].(string)] = kv[i+1]
-		}
-		return mustJSON(m)
-	}
-	x := ed["x"].(string)
-	raw, _ := base64.RawURLEncoding.DecodeString(x)
-	short := base64.RawURLEncoding.EncodeToString(raw[:31])
-	long := base64.RawURLEncoding.EncodeToString(append(raw, 0))
-	// (x, y+1) is not on P-256.
-	y, _ := base64.RawURLEncoding.DecodeString(es["y"].(string))
-	y[len(y)-1]++
-	offCurve := base64.RawURLEncoding.EncodeToString(y)
-	even := base64.RawURLEncoding.EncodeToString(big.NewInt(65536).Bytes())
-	one := base64.RawURLEncoding.EncodeToString([]byte{1})
-	cases := []struct{ name, jwk, want string }{
-		{"Ed25519 x of 31 bytes", with(ed, "short", "x", short), "31 bytes"},
-		{"Ed25519 x of 33 bytes", with(ed, "long", "x", long), "33 bytes"},
-		{"EC point off the curve", with(es, "off", "y", offCurve), "not on"},
-		{"RSA even exponent", with(rs, "even", "e", even), "exponent"},
-		{"RSA exponent 1", with(rs, "one", "e", one), "exponent"},
-		{"key_ops without verify", with(ed, "ops", "key_ops", []string{"encrypt"}), "key_ops"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			keys, skipped, err := jwkscache.ParseSet([]byte(`{"keys":[` + tc.jwk + `,` + with(ed, "good") + `]}`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(keys) != 1 || keys["good"] == nil || len(skipped) != 1 || !strings.Contains(skipped[0], tc.want) {
-				t.Fatalf("keys %v skipped %q, want only the good key and a reason with %q", keys, skipped, tc.want)
-			}
-		})
-	}
-	// key_ops that include verify are fine.
-	if keys, _, err := jwkscache.ParseSet([]byte(`{"keys":[` + with(ed, "ok", "key_ops", []string{"verify"}) + `]}`)); err != nil || keys["ok"] == nil {
-		t.Fatalf("key_ops [verify]: %v %v", keys, err)
-	}
-	// A key set over the limit is refused whole.
-	many := make([]string, jwkscache.MaxKeys+1)
-	for i := range many {
-		many[i] = with(ed, fmt.Sprint("k", i))
-	}
-	if _, _, err := jwkscache.ParseSet([]byte(`{"keys":[` + strings.Join(many, ",") + `]}`)); err == nil || !strings.Contains(err.Error(), "more than 100") {
-		t.Fatalf("101 keys: %v", err)
-	}
-}
-
-// TestTooManyKeysKeepsTheLastGoodSet: a refresh that brings a refused set keeps the
-// keys already in use.
 func TestTooManyKeysKeepsTheLastGoodSet(t *testing.T) {
 	k := tokentest.NewKey(jwa.EdDSA, "k1")
-	srv := newJWKSServer(t, tokentest.JWKS(k))
+	srv := tokentest.NewJWKSServer(t, tokentest.JWKS(k))
 	c := start(t, jwkscache.Config{URL: srv.URL, RefreshInterval: 20 * time.Millisecond})
-	keys := make([]*tokentest.Key, jwkscache.MaxKeys+1)
+	keys := make([]*tokentest.Key, keyset.MaxKeys+1)
 	for i := range keys {
 		keys[i] = tokentest.NewKey(jwa.EdDSA, fmt.Sprint("n", i))
 	}
-	srv.set(200, tokentest.JWKS(keys...))
+	srv.Set(200, tokentest.JWKS(keys...))
 	time.Sleep(150 * time.Millisecond)
 	if got, err := c.Lookup(context.Background(), "k1"); err != nil || got == nil {
 		t.Fatalf("lost the good key: %v", err)
@@ -389,7 +249,7 @@ func TestTooManyKeysKeepsTheLastGoodSet(t *testing.T) {
 }
 
 func TestRedirectNeverLeavesHTTPS(t *testing.T) {
-	plain := newJWKSServer(t, tokentest.JWKS(tokentest.NewKey(jwa.EdDSA, "k1")))
+	plain := tokentest.NewJWKSServer(t, tokentest.JWKS(tokentest.NewKey(jwa.EdDSA, "k1")))
 	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, plain.URL, http.StatusFound)
 	}))
@@ -401,7 +261,7 @@ func TestRedirectNeverLeavesHTTPS(t *testing.T) {
 	c.Start(context.Background())
 	defer c.Stop()
 	<-c.Ready()
-	if _, err := c.Lookup(context.Background(), "k1"); !errors.Is(err, jwkscache.ErrUnavailable) {
+	if _, err := c.Lookup(context.Background(), "k1"); !errors.Is(err, keyset.ErrUnavailable) {
 		t.Fatalf("an https JWKS redirected to http (loopback) was used: %v", err)
 	}
 }
@@ -425,8 +285,8 @@ func TestRedactURL(t *testing.T) {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
 		}
 	}
-	srv := newJWKSServer(t, nil)
-	srv.set(500, nil)
+	srv := tokentest.NewJWKSServer(t, nil)
+	srv.Set(500, nil)
 	_, _, err := jwkscache.Fetch(context.Background(), "http://u:secret@"+strings.TrimPrefix(srv.URL, "http://")+"/jwks?key=hunter2", false, time.Second)
 	if err == nil || strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("fetch error leaks credentials: %v", err)

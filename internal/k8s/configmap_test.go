@@ -32,6 +32,7 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/k8s"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 	"github.com/betterauth-extauthz/extauthz/internal/reload"
+	"github.com/betterauth-extauthz/extauthz/internal/testkit"
 	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
 )
 
@@ -148,18 +149,6 @@ func (in *instance) probe() engine.Decision {
 	return in.e.Decide(context.Background(), &engine.Request{Method: "GET", Host: "api.example.com", Path: "/probe"})
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 func events(t *testing.T, ns, name, reason string) []corev1.Event {
 	t.Helper()
 	list, err := cs.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{
@@ -175,7 +164,7 @@ func TestTighteningTakesEffectWithin2s(t *testing.T) {
 	ns := namespace(t)
 	putPolicy(t, ns, "policy", policy(1))
 	in := watch(t, admin, ns, "policy")
-	waitFor(t, "ready", 10*time.Second, func() bool { return in.e.Ready() && in.probe().Allow })
+	testkit.Eventually(t, "ready", 10*time.Second, func() bool { return in.e.Ready() && in.probe().Allow })
 
 	var took []time.Duration
 	for i := range 5 {
@@ -186,22 +175,22 @@ func TestTighteningTakesEffectWithin2s(t *testing.T) {
 		start := time.Now()
 		putPolicy(t, ns, "policy", doc)
 		want := i%2 == 1
-		waitFor(t, "update applied", 2*time.Second, func() bool { return in.probe().Allow == want })
+		testkit.Eventually(t, "update applied", 2*time.Second, func() bool { return in.probe().Allow == want })
 		took = append(took, time.Since(start))
 	}
 	t.Logf("ConfigMap update to changed decision (5 updates): %v", took)
-	waitFor(t, "PolicyApplied event", 5*time.Second, func() bool { return len(events(t, ns, "policy", k8s.ReasonApplied)) > 0 })
+	testkit.Eventually(t, "PolicyApplied event", 5*time.Second, func() bool { return len(events(t, ns, "policy", k8s.ReasonApplied)) > 0 })
 }
 
 func TestInvalidUpdateIsRefused(t *testing.T) {
 	ns := namespace(t)
 	putPolicy(t, ns, "policy", policy(1))
 	in := watch(t, admin, ns, "policy")
-	waitFor(t, "ready", 10*time.Second, func() bool { return in.probe().Allow })
+	testkit.Eventually(t, "ready", 10*time.Second, func() bool { return in.probe().Allow })
 	hash := in.r.Hash()
 
 	putPolicy(t, ns, "policy", invalid)
-	waitFor(t, "PolicyRejected event", 5*time.Second, func() bool { return len(events(t, ns, "policy", k8s.ReasonRejected)) > 0 })
+	testkit.Eventually(t, "PolicyRejected event", 5*time.Second, func() bool { return len(events(t, ns, "policy", k8s.ReasonRejected)) > 0 })
 	ev := events(t, ns, "policy", k8s.ReasonRejected)[0]
 	if ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Message, `rules[0] "x": when`) {
 		t.Fatalf("event %s: %q", ev.Type, ev.Message)
@@ -219,7 +208,7 @@ func TestInvalidUpdateIsRefused(t *testing.T) {
 	if _, err := cs.CoreV1().ConfigMaps(ns).Update(context.Background(), cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "second rejection", 5*time.Second, func() bool {
+	testkit.Eventually(t, "second rejection", 5*time.Second, func() bool {
 		return testutil.ToFloat64(in.m.PolicyReloadCounter("configmap:"+ns+"/policy", "rejected")) == 2
 	})
 	if !in.probe().Allow {
@@ -230,7 +219,7 @@ func TestInvalidUpdateIsRefused(t *testing.T) {
 	if err := cs.CoreV1().ConfigMaps(ns).Delete(context.Background(), "policy", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "PolicyDeleted event", 5*time.Second, func() bool { return len(events(t, ns, "policy", k8s.ReasonDeleted)) > 0 })
+	testkit.Eventually(t, "PolicyDeleted event", 5*time.Second, func() bool { return len(events(t, ns, "policy", k8s.ReasonDeleted)) > 0 })
 	if d := in.probe(); !d.Allow || d.Rule != "gen-1" {
 		t.Fatalf("after delete: %+v", d)
 	}
@@ -246,8 +235,8 @@ default: authenticated
 `, jwksURL)
 	putPolicy(t, ns, "policy", doc)
 	in := watch(t, admin, ns, "policy")
-	waitFor(t, "ready", 10*time.Second, func() bool { return in.probe().Allow })
-	waitFor(t, "PolicyLint event", 5*time.Second, func() bool { return len(events(t, ns, "policy", k8s.ReasonLint)) > 0 })
+	testkit.Eventually(t, "ready", 10*time.Second, func() bool { return in.probe().Allow })
+	testkit.Eventually(t, "PolicyLint event", 5*time.Second, func() bool { return len(events(t, ns, "policy", k8s.ReasonLint)) > 0 })
 	ev := events(t, ns, "policy", k8s.ReasonLint)[0]
 	if ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Message, `rule "own-tasks" checks ownership, but default: authenticated`) {
 		t.Fatalf("event %s: %q", ev.Type, ev.Message)
@@ -261,7 +250,7 @@ func TestBurst(t *testing.T) {
 	ns := namespace(t)
 	putPolicy(t, ns, "policy", policy(0))
 	in := watch(t, admin, ns, "policy")
-	waitFor(t, "ready", 10*time.Second, func() bool { return in.probe().Allow })
+	testkit.Eventually(t, "ready", 10*time.Second, func() bool { return in.probe().Allow })
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -301,7 +290,7 @@ func TestBurst(t *testing.T) {
 		putPolicy(t, ns, "policy", policy(gen))
 		lastValid = gen
 	}
-	waitFor(t, "last valid version in force", 10*time.Second, func() bool { return in.probe().Rule == fmt.Sprintf("gen-%d", lastValid) })
+	testkit.Eventually(t, "last valid version in force", 10*time.Second, func() bool { return in.probe().Rule == fmt.Sprintf("gen-%d", lastValid) })
 	time.Sleep(200 * time.Millisecond) // let the checkers see the final state too
 	cancel()
 	wg.Wait()
@@ -315,11 +304,11 @@ func TestRestart(t *testing.T) {
 	ns := namespace(t)
 	putPolicy(t, ns, "policy", policy(1))
 	in := watch(t, admin, ns, "policy")
-	waitFor(t, "ready with a valid ConfigMap", 10*time.Second, func() bool { return in.e.Ready() })
+	testkit.Eventually(t, "ready with a valid ConfigMap", 10*time.Second, func() bool { return in.e.Ready() })
 
 	putPolicy(t, ns, "policy", invalid)
 	in2 := watch(t, admin, ns, "policy") // a replica starting now
-	waitFor(t, "rejection seen", 10*time.Second, func() bool {
+	testkit.Eventually(t, "rejection seen", 10*time.Second, func() bool {
 		return testutil.ToFloat64(in2.m.PolicyReloadCounter("configmap:"+ns+"/policy", "rejected")) == 1
 	})
 	if in2.e.Ready() {
@@ -370,10 +359,10 @@ func TestShippedRoleIsEnoughAndNoMore(t *testing.T) {
 	sa := rest.CopyConfig(admin)
 	sa.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":extauthz"}
 	in := watch(t, sa, ns, "extauthz-policy")
-	waitFor(t, "policy applied as the service account", 10*time.Second, func() bool { return in.probe().Allow })
+	testkit.Eventually(t, "policy applied as the service account", 10*time.Second, func() bool { return in.probe().Allow })
 	putPolicy(t, ns, "extauthz-policy", tightened(3))
-	waitFor(t, "update seen as the service account", 5*time.Second, func() bool { return !in.probe().Allow })
-	waitFor(t, "events written as the service account", 5*time.Second, func() bool { return len(events(t, ns, "extauthz-policy", k8s.ReasonApplied)) > 0 })
+	testkit.Eventually(t, "update seen as the service account", 5*time.Second, func() bool { return !in.probe().Allow })
+	testkit.Eventually(t, "events written as the service account", 5*time.Second, func() bool { return len(events(t, ns, "extauthz-policy", k8s.ReasonApplied)) > 0 })
 
 	saCS := kubernetes.NewForConfigOrDie(sa)
 	forbidden := map[string]error{}

@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,23 +18,20 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 	"github.com/betterauth-extauthz/extauthz/internal/reload"
+	"github.com/betterauth-extauthz/extauthz/internal/testkit"
 	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
 )
 
 type issuer struct {
 	url  string
 	key  *tokentest.Key
-	hits atomic.Int64
+	jwks *tokentest.JWKSServer
 }
 
 func newIssuer(t *testing.T) *issuer {
 	is := &issuer{key: tokentest.NewKey(jwa.EdDSA, fmt.Sprintf("k-%d", time.Now().UnixNano()))}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		is.hits.Add(1)
-		w.Write(tokentest.JWKS(is.key))
-	}))
-	t.Cleanup(srv.Close)
-	is.url = srv.URL
+	is.jwks = tokentest.NewJWKSServer(t, tokentest.JWKS(is.key))
+	is.url = is.jwks.URL
 	return is
 }
 
@@ -118,7 +112,7 @@ func TestIssuerChanges(t *testing.T) {
 	if d := decide(e, a.token()); !d.Allow {
 		t.Fatalf("issuer a: %+v", d)
 	}
-	aHits := a.hits.Load()
+	aHits := a.jwks.Hits()
 	if out := r.Apply(context.Background(), reload.Update{Source: "test", Doc: []byte(policyDoc(false, a, b))}); out.Err != nil {
 		t.Fatal(out.Err)
 	}
@@ -126,8 +120,8 @@ func TestIssuerChanges(t *testing.T) {
 	if d := decide(e, b.token()); !d.Allow {
 		t.Fatalf("new issuer b right after the swap: %+v", d)
 	}
-	if d := decide(e, a.token()); !d.Allow || a.hits.Load() != aHits {
-		t.Fatalf("shared issuer a: %+v, fetches %d -> %d (its cache should be reused)", d, aHits, a.hits.Load())
+	if d := decide(e, a.token()); !d.Allow || a.jwks.Hits() != aHits {
+		t.Fatalf("shared issuer a: %+v, fetches %d -> %d (its cache should be reused)", d, aHits, a.jwks.Hits())
 	}
 	// Dropping a: its tokens are now from an unknown issuer.
 	if out := r.Apply(context.Background(), reload.Update{Source: "test", Doc: []byte(policyDoc(false, b))}); out.Err != nil {
@@ -181,14 +175,14 @@ func TestWatchFileFollowsKubeletSwap(t *testing.T) {
 			t.Errorf("file source: %v", err)
 		}
 	}()
-	waitFor(t, func() bool { return decide(e, "").Allow })
+	testkit.Eventually(t, "policy in force", 5*time.Second, func() bool { return decide(e, "").Allow })
 	start := time.Now()
 	kubeletWrite(t, dir, policyDoc(false, is), 2)
-	waitFor(t, func() bool { return !decide(e, "").Allow })
+	testkit.Eventually(t, "policy in force", 5*time.Second, func() bool { return !decide(e, "").Allow })
 	t.Logf("kubelet-style swap applied after %s", time.Since(start).Round(time.Millisecond))
 
 	kubeletWrite(t, dir, "issuers: [{betterAuthURL: not a url}]", 3)
-	waitFor(t, func() bool {
+	testkit.Eventually(t, "policy in force", 5*time.Second, func() bool {
 		return testutil.ToFloat64(m.PolicyReloadCounter("file:"+filepath.Join(dir, "policy.yaml"), "rejected")) == 1
 	})
 	if decide(e, "").Allow {
@@ -196,18 +190,7 @@ func TestWatchFileFollowsKubeletSwap(t *testing.T) {
 	}
 	// A plain in-place write (an editor, `extauthz serve --config` on a laptop) works too.
 	kubeletWrite(t, dir, policyDoc(true, is), 4)
-	waitFor(t, func() bool { return decide(e, "").Allow })
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("not within 5s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, "policy in force", 5*time.Second, func() bool { return decide(e, "").Allow })
 }
 
 // TestSources: what each source does with a document it cannot use.
@@ -238,7 +221,7 @@ func TestSources(t *testing.T) {
 	sctx, scancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(sctx, reload.Static{Name: "env:TEST", Doc: []byte(policyDoc(false, is))}) }()
-	waitFor(t, func() bool { return !decide(e, "").Allow })
+	testkit.Eventually(t, "policy in force", 5*time.Second, func() bool { return !decide(e, "").Allow })
 	scancel()
 	if err := <-done; err != nil {
 		t.Fatalf("static source: %v", err)

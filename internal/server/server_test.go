@@ -18,6 +18,7 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/engine/enginetest"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 	"github.com/betterauth-extauthz/extauthz/internal/server"
+	"github.com/betterauth-extauthz/extauthz/internal/testkit"
 	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
 )
 
@@ -63,7 +64,7 @@ func TestServerLifecycle(t *testing.T) {
 		<-done
 	})
 
-	waitFor(t, func() bool { c, _ := get(t, "http://"+adminAddr+"/readyz"); return c == 200 })
+	testkit.Eventually(t, "condition", 5*time.Second, func() bool { c, _ := get(t, "http://"+adminAddr+"/readyz"); return c == 200 })
 	if c, _ := get(t, "http://"+adminAddr+"/healthz"); c != 200 {
 		t.Fatalf("healthz %d", c)
 	}
@@ -73,7 +74,7 @@ func TestServerLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	waitFor(t, func() bool {
+	testkit.Eventually(t, "condition", 5*time.Second, func() bool {
 		h, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
 		return err == nil && h.GetStatus() == healthpb.HealthCheckResponse_SERVING
 	})
@@ -116,7 +117,7 @@ func TestServerLifecycle(t *testing.T) {
 
 	// Shutdown: readiness goes false first, while the servers still answer.
 	cancel()
-	waitFor(t, func() bool { c, _ := get(t, "http://"+adminAddr+"/readyz"); return c == 503 })
+	testkit.Eventually(t, "condition", 5*time.Second, func() bool { c, _ := get(t, "http://"+adminAddr+"/readyz"); return c == 503 })
 	select {
 	case err := <-done:
 		if err != nil {
@@ -125,16 +126,5 @@ func TestServerLifecycle(t *testing.T) {
 		done <- nil
 	case <-time.After(5 * time.Second):
 		t.Fatal("server did not stop")
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 5s")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

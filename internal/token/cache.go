@@ -5,7 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
+	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 )
 
 // Defaults for NewCache: sized for ~100k live tokens (Better Auth's last 15 minutes).
@@ -42,7 +42,7 @@ type cacheShard struct {
 type cacheEntry struct {
 	claims              Claims
 	fingerprint         string
-	key                 *jwkscache.Key
+	key                 *keyset.Key
 	notBefore, notAfter int64 // unix nanoseconds, leeway included
 	size                int
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
-	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
+	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
 	"github.com/betterauth-extauthz/extauthz/internal/token"
 	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
@@ -18,7 +18,7 @@ import (
 
 // keyring is a KeySource whose keys can change, and which counts full lookups.
 type keyring struct {
-	keys    atomic.Pointer[jwkscache.Static]
+	keys    atomic.Pointer[keyset.Static]
 	lookups atomic.Int64
 }
 
@@ -33,12 +33,12 @@ func (k *keyring) set(t *testing.T, keys ...*tokentest.Key) {
 	k.keys.Store(&s)
 }
 
-func (k *keyring) Lookup(ctx context.Context, kid string) (*jwkscache.Key, error) {
+func (k *keyring) Lookup(ctx context.Context, kid string) (*keyset.Key, error) {
 	k.lookups.Add(1)
 	return k.keys.Load().Lookup(ctx, kid)
 }
 
-func (k *keyring) Peek(kid string) *jwkscache.Key { return k.keys.Load().Peek(kid) }
+func (k *keyring) Peek(kid string) *keyset.Key { return k.keys.Load().Peek(kid) }
 
 func cachedVerifier(t *testing.T, c *token.Cache, clk *tokentest.Clock, ks token.KeySource, audiences ...string) *token.Verifier {
 	t.Helper()

@@ -23,7 +23,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jws"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
-	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
+	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
 )
 
@@ -49,12 +49,12 @@ var Supported = []jwa.SignatureAlgorithm{
 	jwa.RS256, jwa.RS384, jwa.RS512, jwa.PS256, jwa.PS384, jwa.PS512,
 }
 
-// KeySource finds a public key by kid; *jwkscache.Cache and jwkscache.Static are.
+// KeySource finds a public key by kid; *jwkscache.Cache and keyset.Static are.
 type KeySource interface {
 	// Lookup may fetch (an unknown kid after a rotation).
-	Lookup(ctx context.Context, kid string) (*jwkscache.Key, error)
+	Lookup(ctx context.Context, kid string) (*keyset.Key, error)
 	// Peek never fetches and takes no lock; nil when the kid is not there.
-	Peek(kid string) *jwkscache.Key
+	Peek(kid string) *keyset.Key
 }
 
 // Issuer is what we accept from one Better Auth deployment.
@@ -312,7 +312,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*cacheEntry, error) 
 	}
 	key, err := iss.cfg.Keys.Lookup(ctx, hdr.Kid)
 	switch {
-	case errors.Is(err, jwkscache.ErrUnknownKID):
+	case errors.Is(err, keyset.ErrUnknownKID):
 		return nil, reason.Errorf(reason.UnknownKID, "kid %q is not in the JWKS of %s", reason.Clip(hdr.Kid, 64), iss.cfg.Issuer)
 	case err != nil:
 		return nil, reason.Wrap(reason.JWKSUnavailable, "no keys for "+iss.cfg.Issuer, err)
@@ -412,7 +412,7 @@ func splitCompact(raw string) (h, p, s string, ok bool) {
 
 // algMatchesKey refuses algorithm confusion: the header's alg must fit the key's
 // type and curve, and the key's own alg when the JWKS states one.
-func algMatchesKey(alg jwa.SignatureAlgorithm, k *jwkscache.Key) error {
+func algMatchesKey(alg jwa.SignatureAlgorithm, k *keyset.Key) error {
 	if k.Alg != "" && k.Alg != alg {
 		return fmt.Errorf("token alg %s but key %q is for %s", alg, k.KID, k.Alg)
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
-	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
+	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
 	"github.com/betterauth-extauthz/extauthz/internal/token"
 	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
@@ -25,15 +25,15 @@ var now = time.Unix(1_800_000_000, 0)
 
 type unavailable struct{}
 
-func (unavailable) Lookup(context.Context, string) (*jwkscache.Key, error) {
-	return nil, jwkscache.ErrUnavailable
+func (unavailable) Lookup(context.Context, string) (*keyset.Key, error) {
+	return nil, keyset.ErrUnavailable
 }
 
-func (unavailable) Peek(string) *jwkscache.Key { return nil }
+func (unavailable) Peek(string) *keyset.Key { return nil }
 
-func static(t *testing.T, keys ...*tokentest.Key) jwkscache.Static {
+func static(t *testing.T, keys ...*tokentest.Key) keyset.Static {
 	t.Helper()
-	s, _, err := jwkscache.ParseSet(tokentest.JWKS(keys...))
+	s, _, err := keyset.Parse(tokentest.JWKS(keys...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func TestBetterAuthSamples(t *testing.T) {
 			if _, hasTyp := decoded.Header["typ"]; hasTyp {
 				t.Fatal("sample unexpectedly has typ")
 			}
-			keys, skipped, err := jwkscache.ParseSet(jwks)
+			keys, skipped, err := keyset.Parse(jwks)
 			if err != nil || len(skipped) > 0 {
 				t.Fatalf("ParseSet: %v %v", err, skipped)
 			}
@@ -257,7 +257,7 @@ func TestFromAuthorization(t *testing.T) {
 
 func FuzzVerify(f *testing.F) {
 	ed := tokentest.NewKey(jwa.EdDSA, "ed-1")
-	keys, _, _ := jwkscache.ParseSet(tokentest.JWKS(ed))
+	keys, _, _ := keyset.Parse(tokentest.JWKS(ed))
 	v, err := token.NewVerifier(token.Config{Issuers: []token.Issuer{{Issuer: iss, Audiences: []string{iss}, Keys: keys}}, Now: func() time.Time { return now }})
 	if err != nil {
 		f.Fatal(err)
@@ -349,7 +349,7 @@ func TestStrictJSON(t *testing.T) {
 func BenchmarkVerifyBadSignature(b *testing.B) {
 	ed := tokentest.NewKey(jwa.EdDSA, "ed-1")
 	forger := tokentest.NewKey(jwa.EdDSA, "ed-1")
-	keys, _, _ := jwkscache.ParseSet(tokentest.JWKS(ed))
+	keys, _, _ := keyset.Parse(tokentest.JWKS(ed))
 	v, err := token.NewVerifier(token.Config{Issuers: []token.Issuer{{Issuer: iss, Audiences: []string{iss}, Keys: keys}}, Now: func() time.Time { return now }})
 	if err != nil {
 		b.Fatal(err)

@@ -13,8 +13,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -161,3 +164,39 @@ func (c *Clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
 
 // Set moves the clock to t.
 func (c *Clock) Set(t time.Time) { c.ns.Store(t.UnixNano()) }
+
+// JWKSServer serves a JWKS document (or any body, to test bad ones) over HTTP on
+// loopback and counts the requests it answers.
+type JWKSServer struct {
+	*httptest.Server
+	mu     sync.Mutex
+	body   []byte
+	status int
+	hits   atomic.Int64
+}
+
+// NewJWKSServer serves body with status 200 until the test ends.
+func NewJWKSServer(t testing.TB, body []byte) *JWKSServer {
+	s := &JWKSServer{body: body, status: http.StatusOK}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		s.hits.Add(1)
+		s.mu.Lock()
+		body, status := s.body, s.status
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Set changes what the server answers from now on.
+func (s *JWKSServer) Set(status int, body []byte) {
+	s.mu.Lock()
+	s.status, s.body = status, body
+	s.mu.Unlock()
+}
+
+// Hits returns how many requests the server has answered.
+func (s *JWKSServer) Hits() int64 { return s.hits.Load() }

@@ -9,7 +9,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
-	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
+	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
 	"github.com/betterauth-extauthz/extauthz/internal/token"
@@ -22,7 +22,7 @@ import (
 func New(t testing.TB, policyDoc string, now time.Time, m *metrics.Set, cache *token.Cache) (*engine.Engine, *tokentest.Key) {
 	t.Helper()
 	key := tokentest.NewKey(jwa.EdDSA, "k1")
-	keys, _, err := jwkscache.ParseSet(tokentest.JWKS(key))
+	keys, _, err := keyset.Parse(tokentest.JWKS(key))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/betterauth-extauthz/extauthz/internal/testkit"
 )
 
 // Tools locates the programs the stack runs. Fill it with ToolsFromEnv.
@@ -146,14 +148,14 @@ func (p *Proc) Logs() string {
 	return string(b)
 }
 
-// FreePort returns a loopback port that was free a moment ago.
+// FreePort returns a loopback port that was free a moment ago (testkit.FreePort;
+// it panics when loopback has no free port, which no test can recover from).
 func FreePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testkit.FreePort()
 	if err != nil {
 		panic(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // WaitHTTP polls url until it answers with want, the process dies, or timeout passes.

@@ -1,4 +1,7 @@
-package jwkscache
+// Package keyset holds verification keys: parsing and validating a JWKS document
+// into usable public keys, and a fixed set of them. It fetches nothing; the
+// jwkscache package keeps sets fresh over HTTP.
+package keyset
 
 import (
 	"context"
@@ -22,6 +25,14 @@ const (
 	MaxRSABits = 8192
 	// MaxKeys bounds a key set; a larger one is refused whole.
 	MaxKeys = 100
+)
+
+// Errors returned by a key source's Lookup.
+var (
+	// ErrUnknownKID means the key set is available but has no key with that kid.
+	ErrUnknownKID = errors.New("no key with that kid")
+	// ErrUnavailable means there is no usable key set (never fetched, or dropped as too stale).
+	ErrUnavailable = errors.New("no usable key set")
 )
 
 // Key is one usable public key from a JWKS.
@@ -54,12 +65,12 @@ func (k Key) Family() string {
 	return ""
 }
 
-// ParseSet parses a JWKS document into usable keys by kid. Keys that cannot be used
+// Parse parses a JWKS document into usable keys by kid. Keys that cannot be used
 // (symmetric, encryption-only, unknown type or curve, malformed or weak public key,
 // key_ops without verify, no kid, duplicate kid) are skipped and described in
 // skipped; it is an error only when the document does not parse, holds more than
 // MaxKeys keys, or leaves no usable key, so a bad set never replaces a good one.
-func ParseSet(body []byte) (keys Static, skipped []string, err error) {
+func Parse(body []byte) (keys Static, skipped []string, err error) {
 	// A JWKS is input from the network: whatever jwx does with a hostile document,
 	// it must not take the process down.
 	defer func() {
@@ -178,8 +189,8 @@ func (s Static) Lookup(_ context.Context, kid string) (*Key, error) {
 // Peek returns the key with the given kid, or nil.
 func (s Static) Peek(kid string) *Key { return s[kid] }
 
-// sameAs reports whether k and o are the same key (same kid, alg and public key).
-func (k *Key) sameAs(o *Key) bool {
+// SameAs reports whether k and o are the same key (same kid, alg and public key).
+func (k *Key) SameAs(o *Key) bool {
 	if k.KID != o.KID || k.Alg != o.Alg {
 		return false
 	}
