@@ -117,10 +117,10 @@ func cmdPolicyExplain(args []string, stdout io.Writer) error {
 	if !d.Allow {
 		fmt.Fprintf(stdout, "reason: %s\ndetail: %s\n", d.Reason, d.Detail)
 	}
-	for _, h := range d.Set {
+	for _, h := range d.SetHeaders {
 		fmt.Fprintf(stdout, "set header: %s: %s\n", h.Name, h.Value)
 	}
-	for _, h := range d.Remove {
+	for _, h := range d.RemoveHeaders {
 		fmt.Fprintf(stdout, "remove header: %s\n", h)
 	}
 	return nil

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
+	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
 )
 
@@ -78,7 +79,7 @@ func (g *GRPC) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Chec
 			setHeader(req, k, v)
 		}
 	}
-	d := g.engine.Check(ctx, "grpc", req)
+	d := g.engine.Check(ctx, metrics.TransportGRPC, req)
 	return g.response(d), nil
 }
 
@@ -93,7 +94,7 @@ func Recover(e *engine.Engine) grpc.UnaryServerInterceptor {
 			if v == nil {
 				return
 			}
-			d := e.Panicked(ctx, "grpc", nil, v)
+			d := e.Panicked(ctx, metrics.TransportGRPC, nil, v)
 			if info.FullMethod == authv3.Authorization_Check_FullMethodName {
 				resp, err = (&GRPC{}).response(d), nil
 				return
@@ -125,8 +126,8 @@ func setHeader(req *engine.Request, key, v string) {
 
 func (g *GRPC) response(d engine.Decision) *authv3.CheckResponse {
 	if d.Allow {
-		ok := &authv3.OkHttpResponse{HeadersToRemove: d.Remove}
-		for _, hv := range d.Set {
+		ok := &authv3.OkHttpResponse{HeadersToRemove: d.RemoveHeaders}
+		for _, hv := range d.SetHeaders {
 			ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{
 				Header:       &corev3.HeaderValue{Key: hv.Name, Value: hv.Value},
 				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
@@ -178,7 +179,7 @@ func dynamicMetadata(d engine.Decision) *structpb.Struct {
 }
 
 func claim(d engine.Decision, name string) any {
-	v, _ := d.Claims.Set.Get(name)
+	v, _ := d.Claims.Values.Get(name)
 	return v
 }
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
+	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
 )
 
@@ -19,6 +20,16 @@ const (
 	NginxPath = "/nginx"
 	// TraefikPath takes X-Forwarded-Uri, X-Forwarded-Method and X-Forwarded-Host.
 	TraefikPath = "/traefik"
+)
+
+// dialect is the proxy an HTTP check came from, chosen by its path prefix.
+type dialect uint8
+
+const (
+	dialectNone dialect = iota // a panic before the dialect was known
+	dialectEnvoy
+	dialectNginx
+	dialectTraefik
 )
 
 // HTTP serves the HTTP check endpoint.
@@ -44,8 +55,8 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var req *engine.Request
 	defer func() {
 		if v := recover(); v != nil {
-			d := h.engine.Panicked(r.Context(), "http", req, v)
-			h.write(w, "", d)
+			d := h.engine.Panicked(r.Context(), metrics.TransportHTTP, req, v)
+			h.write(w, dialectNone, d)
 		}
 	}()
 	uri := r.RequestURI
@@ -65,19 +76,19 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			req.MethodOverride = true
 		}
 	}
-	var dialect string
+	var d dialect
 	switch {
 	case strings.HasPrefix(uri, EnvoyPrefix+"/"):
-		dialect = "envoy"
+		d = dialectEnvoy
 		req.Method, req.Path, req.Host = r.Method, uri[len(EnvoyPrefix):], r.Host
 	case pathIs(uri, NginxPath):
-		dialect = "nginx"
+		d = dialectNginx
 		req.Method = r.Header.Get("X-Original-Method")
 		req.Path = r.Header.Get("X-Original-URI")
 		req.Host = r.Header.Get("X-Original-Host")
 		req.CannotRemove = true
 	case pathIs(uri, TraefikPath):
-		dialect = "traefik"
+		d = dialectTraefik
 		req.Method = r.Header.Get("X-Forwarded-Method")
 		req.Path = r.Header.Get("X-Forwarded-Uri")
 		req.Host = r.Header.Get("X-Forwarded-Host")
@@ -86,22 +97,21 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":"not_found"}`, http.StatusNotFound)
 		return
 	}
-	d := h.engine.Check(r.Context(), "http", req)
-	h.write(w, dialect, d)
+	h.write(w, d, h.engine.Check(r.Context(), metrics.TransportHTTP, req))
 }
 
-func (h *HTTP) write(w http.ResponseWriter, dialect string, d engine.Decision) {
+func (h *HTTP) write(w http.ResponseWriter, dialect dialect, d engine.Decision) {
 	hdr := w.Header()
 	if d.Allow {
-		for _, hv := range d.Set {
+		for _, hv := range d.SetHeaders {
 			hdr.Set(hv.Name, hv.Value)
 		}
-		if dialect == "envoy" {
+		if dialect == dialectEnvoy {
 			// Envoy's HTTP ext_authz removes the listed headers from the upstream
 			// request. It forwards us only its allowed_headers, so we cannot see
 			// which underscore spellings the request carried: list them all.
-			remove := make([]string, 0, len(d.Remove)+len(d.Spellings))
-			remove = append(append(remove, d.Remove...), d.Spellings...)
+			remove := make([]string, 0, len(d.RemoveHeaders)+len(d.RemoveSpellings))
+			remove = append(append(remove, d.RemoveHeaders...), d.RemoveSpellings...)
 			hdr.Set("X-Envoy-Auth-Headers-To-Remove", strings.Join(remove, ","))
 		}
 		w.WriteHeader(http.StatusOK)
@@ -111,7 +121,7 @@ func (h *HTTP) write(w http.ResponseWriter, dialect string, d engine.Decision) {
 		hdr.Set(hv.Name, hv.Value)
 	}
 	status := d.Status
-	if dialect == "nginx" && status == http.StatusBadRequest {
+	if dialect == dialectNginx && status == http.StatusBadRequest {
 		// auth_request treats anything but 2xx, 401 and 403 as an internal error (500).
 		status = http.StatusForbidden
 	}

@@ -70,13 +70,13 @@ type Decision struct {
 	Rule string
 	// TokenPresent is true when the request carried a Bearer token (RFC 6750 error reporting).
 	TokenPresent bool
-	// Set and Remove are identity headers to set and to strip, on allow.
-	Set    []Header
-	Remove []string
-	// Spellings are every "_"/"-" spelling of the identity and method-override
+	// SetHeaders and RemoveHeaders are the identity headers to set and to strip, on allow.
+	SetHeaders    []Header
+	RemoveHeaders []string
+	// RemoveSpellings are every "_"/"-" spelling of the identity and method-override
 	// headers (policy.Policy.HeaderSpellings, shared: do not modify), for front
 	// doors that cannot see which ones the request carried.
-	Spellings []string
+	RemoveSpellings []string
 	// Claims are the verified claims, when a token was verified.
 	Claims *token.Claims
 }
@@ -92,14 +92,14 @@ type Snapshot struct {
 // Engine decides requests against the current Snapshot.
 type Engine struct {
 	snap    atomic.Pointer[Snapshot]
-	metrics *metrics.Set
+	metrics *metrics.Recorder
 	log     *slog.Logger
 }
 
 // Config configures an Engine.
 type Config struct {
 	// Metrics may be nil (nothing recorded).
-	Metrics *metrics.Set
+	Metrics *metrics.Recorder
 	// Log receives denies and panics; slog.Default() when nil.
 	Log *slog.Logger
 }
@@ -136,7 +136,7 @@ func (e *Engine) Ready() bool {
 }
 
 // Check decides req, records metrics and logs a deny. transport labels the metrics.
-func (e *Engine) Check(ctx context.Context, transport string, req *Request) Decision {
+func (e *Engine) Check(ctx context.Context, transport metrics.Transport, req *Request) Decision {
 	start := time.Now()
 	d := e.Decide(ctx, req)
 	e.metrics.Decision(transport, d.Allow, string(d.Reason), d.Rule, time.Since(start))
@@ -154,7 +154,7 @@ const (
 )
 
 // LogDeny writes the one log line of a deny.
-func (e *Engine) LogDeny(ctx context.Context, transport string, req *Request, d Decision) {
+func (e *Engine) LogDeny(ctx context.Context, transport metrics.Transport, req *Request, d Decision) {
 	e.log.LogAttrs(ctx, slog.LevelInfo, "deny",
 		slog.String("reason", string(d.Reason)),
 		slog.String("detail", reason.Clip(d.Detail, maxLogDetail)),
@@ -162,7 +162,7 @@ func (e *Engine) LogDeny(ctx context.Context, transport string, req *Request, d 
 		slog.Int("status", d.Status),
 		slog.String("request_id", reason.Clip(req.RequestID, maxLogRequestID)),
 		slog.String("method", reason.Clip(req.Method, maxLogMethod)),
-		slog.String("transport", transport),
+		slog.String("transport", string(transport)),
 	)
 }
 
@@ -221,14 +221,14 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 		return deny(re.Code, re.Message(), ruleName, re.Code != reason.TokenMissing)
 	}
 	if rule != nil {
-		if code, detail := rule.Authorize(claims.Set, preq, params); code != "" {
+		if code, detail := rule.Authorize(claims.Values, preq, params); code != "" {
 			d := deny(code, detail, ruleName, true)
 			d.Claims = claims
 			return d
 		}
 	}
-	d := Decision{Allow: true, Status: http.StatusOK, Rule: ruleName, TokenPresent: true, Claims: claims, Spellings: p.HeaderSpellings}
-	d.Set, d.Remove = identityHeaders(p.Identity, claims.Set, strip)
+	d := Decision{Allow: true, Status: http.StatusOK, Rule: ruleName, TokenPresent: true, Claims: claims, RemoveSpellings: p.HeaderSpellings}
+	d.SetHeaders, d.RemoveHeaders = identityHeaders(p.Identity, claims.Values, strip)
 	return d
 }
 
@@ -254,13 +254,13 @@ func deny(code reason.Code, detail, rule string, tokenPresent bool) Decision {
 // allowAnonymous lets a request through without identity: every identity header
 // (and variant) is stripped, so a client cannot smuggle one past a public rule.
 func allowAnonymous(p *policy.Policy, rule string, strip []string) Decision {
-	d := Decision{Allow: true, Status: http.StatusOK, Rule: rule, Spellings: p.HeaderSpellings}
-	d.Remove = make([]string, 0, len(p.Identity)+len(policy.MethodOverrideHeaders)+len(strip))
+	d := Decision{Allow: true, Status: http.StatusOK, Rule: rule, RemoveSpellings: p.HeaderSpellings}
+	d.RemoveHeaders = make([]string, 0, len(p.Identity)+len(policy.MethodOverrideHeaders)+len(strip))
 	for _, h := range p.Identity {
-		d.Remove = append(d.Remove, h.Name)
+		d.RemoveHeaders = append(d.RemoveHeaders, h.Name)
 	}
-	d.Remove = append(d.Remove, policy.MethodOverrideHeaders...)
-	d.Remove = append(d.Remove, strip...)
+	d.RemoveHeaders = append(d.RemoveHeaders, policy.MethodOverrideHeaders...)
+	d.RemoveHeaders = append(d.RemoveHeaders, strip...)
 	return d
 }
 
@@ -269,13 +269,13 @@ func allowAnonymous(p *policy.Policy, rule string, strip []string) Decision {
 // extauthz_panics_total. req may be nil when the panic came before it was built.
 // Front doors call it from their recover, so one bad request never takes the
 // process down.
-func (e *Engine) Panicked(ctx context.Context, transport string, req *Request, v any) Decision {
+func (e *Engine) Panicked(ctx context.Context, transport metrics.Transport, req *Request, v any) Decision {
 	d := deny(reason.InternalError, "panic: "+reason.Clip(fmt.Sprint(v), 200), RuleNone, false)
 	e.metrics.Panic(transport)
 	e.metrics.Decision(transport, false, string(d.Reason), d.Rule, 0)
 	e.log.LogAttrs(ctx, slog.LevelError, "panic while deciding; denied",
 		slog.String("panic", reason.Clip(fmt.Sprint(v), 200)),
-		slog.String("transport", transport),
+		slog.String("transport", string(transport)),
 		slog.String("stack", string(debug.Stack())),
 	)
 	if req == nil {

@@ -181,7 +181,7 @@ func TestIdentityHeaders(t *testing.T) {
 		t.Fatalf("denied: %+v", d)
 	}
 	got := map[string]string{}
-	for _, h := range d.Set {
+	for _, h := range d.SetHeaders {
 		got[h.Name] = h.Value
 	}
 	if got["x-user-id"] != "userA" || got["x-user-uuid"] != uuidA {
@@ -194,14 +194,14 @@ func TestIdentityHeaders(t *testing.T) {
 	// are stripped, never passed through; so are the method-override headers and the
 	// underscore variant the request carried.
 	want := []string{"x-user-email", "x-user-name", "x-http-method-override", "x-http-method", "x-method-override", "X_User_Uuid"}
-	if !slices.Equal(d.Remove, want) {
-		t.Fatalf("remove = %v, want %v", d.Remove, want)
+	if !slices.Equal(d.RemoveHeaders, want) {
+		t.Fatalf("remove = %v, want %v", d.RemoveHeaders, want)
 	}
 
 	// Public paths and preflights strip every identity header.
 	d = f.e.Decide(context.Background(), &engine.Request{Method: "GET", Host: "x", Path: "/healthz", Authorization: bearer(tok)})
-	if len(d.Set) != 0 || len(d.Remove) != 7 {
-		t.Fatalf("public: set %v remove %v", d.Set, d.Remove)
+	if len(d.SetHeaders) != 0 || len(d.RemoveHeaders) != 7 {
+		t.Fatalf("public: set %v remove %v", d.SetHeaders, d.RemoveHeaders)
 	}
 }
 
@@ -250,7 +250,7 @@ func TestHeaderValue(t *testing.T) {
 func TestDefaultAuthenticated(t *testing.T) {
 	f := newFixture(t, "issuers: [{betterAuthURL: https://auth.example.com}]\ndefault: authenticated\n")
 	d := f.e.Decide(context.Background(), &engine.Request{Method: "GET", Host: "x", Path: "/anything", Authorization: bearer(f.token(nil))})
-	if !d.Allow || d.Rule != engine.RuleDefault || len(d.Set) != 3 {
+	if !d.Allow || d.Rule != engine.RuleDefault || len(d.SetHeaders) != 3 {
 		t.Fatalf("with token: %+v", d)
 	}
 	d = f.e.Decide(context.Background(), &engine.Request{Method: "GET", Host: "x", Path: "/anything"})

@@ -106,14 +106,14 @@ func TestMethodOverrideNeverReachesTheBackend(t *testing.T) {
 		t.Fatalf("denied: %+v", d)
 	}
 	for _, h := range []string{"x-http-method-override", "x-http-method", "x-method-override"} {
-		if !slices.Contains(d.Remove, h) {
-			t.Errorf("%s not removed: %v", h, d.Remove)
+		if !slices.Contains(d.RemoveHeaders, h) {
+			t.Errorf("%s not removed: %v", h, d.RemoveHeaders)
 		}
 	}
 	// Rack and PHP read X_HTTP_METHOD_OVERRIDE as the override header too.
 	d = f.e.Decide(context.Background(), &engine.Request{Method: "POST", Host: "api.example.com", Path: "/api/" + uuidA + "/notes",
 		Authorization: bearer(f.token(nil)), UnderscoreHeaders: []string{"X_Http_Method_Override", "x-http_method"}})
-	if !d.Allow || !slices.Contains(d.Remove, "X_Http_Method_Override") || !slices.Contains(d.Remove, "x-http_method") {
+	if !d.Allow || !slices.Contains(d.RemoveHeaders, "X_Http_Method_Override") || !slices.Contains(d.RemoveHeaders, "x-http_method") {
 		t.Fatalf("underscore override spellings not removed: %+v", d)
 	}
 	// A parameter that merely contains "method" is fine.

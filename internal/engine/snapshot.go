@@ -32,7 +32,7 @@ func NewSnapshot(p *policy.Policy, keys KeysFor, base token.Config) (*Snapshot, 
 	if !p.AllClaims {
 		// Keep only the claims the policy reads, plus sub and uuid for Envoy's
 		// dynamic metadata.
-		cfg.Claims = append(slices.Clone(p.Claims), "sub", "uuid")
+		cfg.Claims = append(slices.Clone(p.ClaimNames), "sub", "uuid")
 	}
 	v, err := token.NewVerifier(cfg)
 	if err != nil {

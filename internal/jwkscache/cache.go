@@ -57,7 +57,7 @@ type Config struct {
 	// Client is the HTTP client; nil builds one with FetchTimeout and a safe redirect policy.
 	Client *http.Client
 	// Metrics may be nil.
-	Metrics *metrics.Set
+	Metrics *metrics.Recorder
 	// Logger may be nil (slog.Default is used).
 	Logger *slog.Logger
 	// Now may be nil (time.Now); tests set it to move the clock.

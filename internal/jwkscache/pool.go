@@ -13,7 +13,7 @@ import (
 // the caches that no policy uses any more.
 type Pool struct {
 	ctx     context.Context
-	metrics *metrics.Set
+	metrics *metrics.Recorder
 
 	mu     sync.Mutex
 	caches map[poolKey]*Cache
@@ -28,7 +28,7 @@ type poolKey struct {
 // PoolConfig configures a Pool.
 type PoolConfig struct {
 	// Metrics, when not nil, is given to every cache whose Config has none.
-	Metrics *metrics.Set
+	Metrics *metrics.Recorder
 }
 
 // NewPool returns a Pool whose caches run until ctx ends.

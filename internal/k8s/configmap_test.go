@@ -114,7 +114,7 @@ func putPolicy(t *testing.T, ns, name, doc string) {
 type instance struct {
 	e       *engine.Engine
 	r       *reload.Reloader
-	m       *metrics.Set
+	m       *metrics.Recorder
 	stop    context.CancelFunc
 	stopped chan struct{}
 }
@@ -266,11 +266,11 @@ func TestBurst(t *testing.T) {
 				var rule, hdr int
 				fmt.Sscanf(d.Rule, "gen-%d", &rule)
 				// One identity header, then the three method-override headers.
-				if len(d.Remove) != 4 {
+				if len(d.RemoveHeaders) != 4 {
 					mixed.Add(1)
 					continue
 				}
-				fmt.Sscanf(d.Remove[0], "x-gen-%d", &hdr)
+				fmt.Sscanf(d.RemoveHeaders[0], "x-gen-%d", &hdr)
 				if rule != hdr || !d.Allow {
 					mixed.Add(1)
 				}

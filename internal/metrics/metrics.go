@@ -16,8 +16,17 @@ import (
 // Namespace prefixes every metric name.
 const Namespace = "extauthz"
 
-// Set is the collection of collectors one server exports.
-type Set struct {
+// Transport labels a decision with the front door that asked for it.
+type Transport string
+
+// Transports.
+const (
+	TransportGRPC Transport = "grpc" // Envoy's ext_authz gRPC service
+	TransportHTTP Transport = "http" // the HTTP check endpoint (Envoy HTTP mode, nginx, Traefik)
+)
+
+// Recorder is the collection of collectors one server exports.
+type Recorder struct {
 	decisions       *prometheus.CounterVec
 	checkDuration   *prometheus.HistogramVec
 	jwksRefresh     *prometheus.CounterVec
@@ -34,8 +43,8 @@ type Set struct {
 }
 
 // New creates the collectors and registers them, plus the Go and process collectors, on reg.
-func New(reg prometheus.Registerer) *Set {
-	s := &Set{
+func New(reg prometheus.Registerer) *Recorder {
+	s := &Recorder{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "decisions_total",
 			Help: "Authorization decisions by decision (allow|deny), reason code and matched rule.",
@@ -88,8 +97,8 @@ func New(reg prometheus.Registerer) *Set {
 		reg: reg,
 	}
 	// Pre-create the panic series so that an alert on their increase sees a zero first.
-	s.panics.WithLabelValues("grpc")
-	s.panics.WithLabelValues("http")
+	s.panics.WithLabelValues(string(TransportGRPC))
+	s.panics.WithLabelValues(string(TransportHTTP))
 	reg.MustRegister(s.decisions, s.checkDuration, s.jwksRefresh, s.jwksKeys, s.jwksLastSuccess,
 		s.jwksSuppressed, s.jwksSkipped, s.panics, s.policyInfo, s.policyReloads, s.ready, s.buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -97,7 +106,7 @@ func New(reg prometheus.Registerer) *Set {
 }
 
 // Decision counts one decision and observes its latency.
-func (s *Set) Decision(transport string, allow bool, reason, rule string, took time.Duration) {
+func (s *Recorder) Decision(transport Transport, allow bool, reason, rule string, took time.Duration) {
 	if s == nil {
 		return
 	}
@@ -106,11 +115,11 @@ func (s *Set) Decision(transport string, allow bool, reason, rule string, took t
 		d = "allow"
 	}
 	s.decisions.WithLabelValues(d, reason, rule).Inc()
-	s.checkDuration.WithLabelValues(transport).Observe(took.Seconds())
+	s.checkDuration.WithLabelValues(string(transport)).Observe(took.Seconds())
 }
 
 // JWKSFetched records one JWKS fetch. keys < 0 leaves the key gauge alone.
-func (s *Set) JWKSFetched(issuer, trigger string, err error, keys int, at time.Time) {
+func (s *Recorder) JWKSFetched(issuer, trigger string, err error, keys int, at time.Time) {
 	if s == nil {
 		return
 	}
@@ -124,7 +133,7 @@ func (s *Set) JWKSFetched(issuer, trigger string, err error, keys int, at time.T
 }
 
 // JWKSSkipped records how many keys of the last fetched set were unusable.
-func (s *Set) JWKSSkipped(issuer string, n int) {
+func (s *Recorder) JWKSSkipped(issuer string, n int) {
 	if s == nil {
 		return
 	}
@@ -132,25 +141,25 @@ func (s *Set) JWKSSkipped(issuer string, n int) {
 }
 
 // Panic counts a request that panicked.
-func (s *Set) Panic(transport string) {
+func (s *Recorder) Panic(transport Transport) {
 	if s == nil {
 		return
 	}
-	s.panics.WithLabelValues(transport).Inc()
+	s.panics.WithLabelValues(string(transport)).Inc()
 }
 
 // JWKSSkippedGauge exposes the skipped-key gauge of one issuer (for tests).
-func (s *Set) JWKSSkippedGauge(issuer string) prometheus.Gauge {
+func (s *Recorder) JWKSSkippedGauge(issuer string) prometheus.Gauge {
 	return s.jwksSkipped.WithLabelValues(issuer)
 }
 
 // PanicCounter exposes the panic counter of one transport (for tests).
-func (s *Set) PanicCounter(transport string) prometheus.Counter {
-	return s.panics.WithLabelValues(transport)
+func (s *Recorder) PanicCounter(transport Transport) prometheus.Counter {
+	return s.panics.WithLabelValues(string(transport))
 }
 
 // JWKSDropped records that an issuer's key set was discarded (too stale).
-func (s *Set) JWKSDropped(issuer string) {
+func (s *Recorder) JWKSDropped(issuer string) {
 	if s == nil {
 		return
 	}
@@ -158,7 +167,7 @@ func (s *Set) JWKSDropped(issuer string) {
 }
 
 // JWKSForget removes an issuer's series when the issuer leaves the policy.
-func (s *Set) JWKSForget(issuer string) {
+func (s *Recorder) JWKSForget(issuer string) {
 	if s == nil {
 		return
 	}
@@ -168,7 +177,7 @@ func (s *Set) JWKSForget(issuer string) {
 }
 
 // RefetchSuppressed counts an unknown-kid refetch skipped by the cooldown.
-func (s *Set) RefetchSuppressed(issuer string) {
+func (s *Recorder) RefetchSuppressed(issuer string) {
 	if s == nil {
 		return
 	}
@@ -176,7 +185,7 @@ func (s *Set) RefetchSuppressed(issuer string) {
 }
 
 // PolicyApplied records the hash of the policy now in force.
-func (s *Set) PolicyApplied(source, hash string) {
+func (s *Recorder) PolicyApplied(source, hash string) {
 	if s == nil {
 		return
 	}
@@ -186,7 +195,7 @@ func (s *Set) PolicyApplied(source, hash string) {
 }
 
 // PolicyRejected counts a policy update that was refused.
-func (s *Set) PolicyRejected(source string) {
+func (s *Recorder) PolicyRejected(source string) {
 	if s == nil {
 		return
 	}
@@ -194,7 +203,7 @@ func (s *Set) PolicyRejected(source string) {
 }
 
 // SetReady mirrors the readiness probe.
-func (s *Set) SetReady(ready bool) {
+func (s *Recorder) SetReady(ready bool) {
 	if s == nil {
 		return
 	}
@@ -206,7 +215,7 @@ func (s *Set) SetReady(ready bool) {
 }
 
 // BuildInfo publishes the build description.
-func (s *Set) BuildInfo(version, goVersion string) {
+func (s *Recorder) BuildInfo(version, goVersion string) {
 	if s == nil {
 		return
 	}
@@ -214,17 +223,17 @@ func (s *Set) BuildInfo(version, goVersion string) {
 }
 
 // JWKSKeysGauge exposes the key gauge of one issuer (for tests).
-func (s *Set) JWKSKeysGauge(issuer string) prometheus.Gauge {
+func (s *Recorder) JWKSKeysGauge(issuer string) prometheus.Gauge {
 	return s.jwksKeys.WithLabelValues(issuer)
 }
 
 // RefetchSuppressedCounter exposes the suppressed-refetch counter of one issuer (for tests).
-func (s *Set) RefetchSuppressedCounter(issuer string) prometheus.Counter {
+func (s *Recorder) RefetchSuppressedCounter(issuer string) prometheus.Counter {
 	return s.jwksSuppressed.WithLabelValues(issuer)
 }
 
 // PolicyReloadCounter exposes the reload counter of one source and result (for tests).
-func (s *Set) PolicyReloadCounter(source, result string) prometheus.Counter {
+func (s *Recorder) PolicyReloadCounter(source, result string) prometheus.Counter {
 	return s.policyReloads.WithLabelValues(source, result)
 }
 
@@ -236,7 +245,7 @@ type TokenCacheStats struct {
 
 // TokenCache exports the verified-token cache, reading stats at scrape time so the
 // hit path only bumps its own atomic counters.
-func (s *Set) TokenCache(stats func() TokenCacheStats) {
+func (s *Recorder) TokenCache(stats func() TokenCacheStats) {
 	if s == nil {
 		return
 	}

@@ -59,9 +59,9 @@ type Policy struct {
 	Default        DefaultAction
 	AllowPreflight bool
 	Leeway         time.Duration
-	// Claims lists every claim the policy reads (identity headers, owner rules, and
+	// ClaimNames lists every claim the policy reads (identity headers, owner rules, and
 	// conditions), unless AllClaims: a condition may read any claim.
-	Claims    []string
+	ClaimNames    []string
 	AllClaims bool
 	// Hash identifies the source document (first 16 hex digits of its SHA-256).
 	Hash string
@@ -165,7 +165,7 @@ func Compile(c *Config) (*Policy, error) {
 		names[r.Name] = true
 		p.Rules = append(p.Rules, r)
 	}
-	p.Claims, p.AllClaims = claimsUsed(p)
+	p.ClaimNames, p.AllClaims = claimsUsed(p)
 	p.Warnings = lint(p)
 	return p, nil
 }

@@ -264,8 +264,8 @@ func TestClaimsUsed(t *testing.T) {
 		}
 		doc += "}]\n"
 		p := mustLoad(t, doc)
-		if p.AllClaims != tc.all || (!tc.all && strings.Join(p.Claims, ",") != strings.Join(tc.want, ",")) {
-			t.Errorf("when %q: claims %v all %v, want %v all %v", tc.when, p.Claims, p.AllClaims, tc.want, tc.all)
+		if p.AllClaims != tc.all || (!tc.all && strings.Join(p.ClaimNames, ",") != strings.Join(tc.want, ",")) {
+			t.Errorf("when %q: claims %v all %v, want %v all %v", tc.when, p.ClaimNames, p.AllClaims, tc.want, tc.all)
 		}
 	}
 }

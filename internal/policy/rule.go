@@ -59,8 +59,8 @@ func (p *Policy) Match(req *Request) (*Rule, Params) {
 	return nil, nil
 }
 
-// Claims are a verified token's claims; token.ClaimSet is one.
-type Claims interface {
+// ClaimSource reads a verified token's claims; token.ClaimSet is one.
+type ClaimSource interface {
 	Get(name string) (any, bool)
 	// Map returns every claim, for CEL.
 	Map() map[string]any
@@ -68,7 +68,7 @@ type Claims interface {
 
 // Authorize checks the rule's owner and when clauses against verified claims. It
 // returns "" to allow, or the reason to deny with a detail for logs.
-func (r *Rule) Authorize(claims Claims, req *Request, ps Params) (reason.Code, string) {
+func (r *Rule) Authorize(claims ClaimSource, req *Request, ps Params) (reason.Code, string) {
 	if r.Owner != nil {
 		v, ok := claims.Get(r.Owner.Claim)
 		claim, isString := v.(string)

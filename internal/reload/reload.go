@@ -30,7 +30,7 @@ type Config struct {
 	Engine *engine.Engine
 	Pool   *jwkscache.Pool
 	// Metrics may be nil (nothing recorded).
-	Metrics *metrics.Set
+	Metrics *metrics.Recorder
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 	// KeyWait defaults to DefaultKeyWait.

@@ -39,7 +39,7 @@ func (is *issuer) token() string {
 	return is.key.Sign(tokentest.Claims(is.url, "u", "6639900d-cfe5-59ec-bd5c-e0e68598457e", time.Now()), nil)
 }
 
-func newReloader(t *testing.T) (*reload.Reloader, *engine.Engine, *metrics.Set) {
+func newReloader(t *testing.T) (*reload.Reloader, *engine.Engine, *metrics.Recorder) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	reg := prometheus.NewRegistry()

@@ -36,7 +36,7 @@ type Config struct {
 	Engine *engine.Engine
 	// Metrics may be nil (nothing recorded); Gatherer serves /metrics (an empty
 	// registry when nil).
-	Metrics  *metrics.Set
+	Metrics  *metrics.Recorder
 	Gatherer prometheus.Gatherer
 	// Log defaults to slog.Default().
 	Log *slog.Logger
@@ -58,7 +58,7 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	engine   *engine.Engine
-	metrics  *metrics.Set
+	metrics  *metrics.Recorder
 	gatherer prometheus.Gatherer
 	log      *slog.Logger
 	draining atomic.Bool

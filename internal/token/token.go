@@ -158,8 +158,8 @@ type Claims struct {
 	KID     string
 	Alg     jwa.SignatureAlgorithm
 	Expiry  time.Time
-	// Set holds every claim as decoded JSON (numbers are float64).
-	Set ClaimSet
+	// Values holds every claim as decoded JSON (numbers are float64).
+	Values ClaimSet
 }
 
 // registeredClaims are the RFC 7519 claims jwx validates and types.
@@ -371,7 +371,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*cacheEntry, error) 
 	return &cacheEntry{
 		claims: Claims{
 			Issuer: iss.cfg.Issuer, Subject: sub, KID: key.KID, Alg: alg,
-			Expiry: tok.Expiration(), Set: set,
+			Expiry: tok.Expiration(), Values: set,
 		},
 		fingerprint: iss.fingerprint, key: key, notBefore: from, notAfter: until,
 		size: set.size(),

@@ -283,7 +283,7 @@ func FuzzVerify(f *testing.F) {
 }
 
 func get(c *token.Claims, name string) any {
-	v, _ := c.Set.Get(name)
+	v, _ := c.Values.Get(name)
 	return v
 }
 

@@ -19,7 +19,7 @@ import (
 // New compiles policyDoc and returns an engine whose issuers all trust one
 // generated EdDSA key (kid "k1"), with the clock fixed at now, and that key. cache
 // may be nil.
-func New(t testing.TB, policyDoc string, now time.Time, m *metrics.Set, cache *token.Cache) (*engine.Engine, *tokentest.Key) {
+func New(t testing.TB, policyDoc string, now time.Time, m *metrics.Recorder, cache *token.Cache) (*engine.Engine, *tokentest.Key) {
 	t.Helper()
 	key := tokentest.NewKey(jwa.EdDSA, "k1")
 	keys, _, err := keyset.Parse(tokentest.JWKS(key))
@@ -31,7 +31,7 @@ func New(t testing.TB, policyDoc string, now time.Time, m *metrics.Set, cache *t
 
 // WithKeys is New with the caller's keys for every issuer: a wrapper that fails
 // or panics, say.
-func WithKeys(t testing.TB, policyDoc string, keys token.KeySource, now time.Time, m *metrics.Set, cache *token.Cache) *engine.Engine {
+func WithKeys(t testing.TB, policyDoc string, keys token.KeySource, now time.Time, m *metrics.Recorder, cache *token.Cache) *engine.Engine {
 	t.Helper()
 	p, err := policy.Load([]byte(policyDoc))
 	if err != nil {
