@@ -1,0 +1,282 @@
+// Package decisions reads decision tables, a policy with requests and the
+// decisions they must get, and checks them against the real engine. Tokens are
+// described by their claims and signed with a key the table's engine trusts, so a
+// policy's behaviour can be tested without Better Auth running.
+//
+// A table, in YAML:
+//
+//	policy: |                  # the policy document under test
+//	  issuers: [{betterAuthURL: https://auth.example.com}]
+//	  rules: [...]
+//	now: 2027-01-15T08:00:00Z  # optional: when tokens are issued and checked
+//	unavailable: [https://down.example.com]  # optional: issuers whose JWKS is down
+//	cases:
+//	  - name: Alice reads her tasks
+//	    request: {method: GET, host: api.example.com, path: /api/6639…/tasks}
+//	    token: {claims: {sub: alice, uuid: 6639…}}
+//	    want: {decision: allow, rule: own-tasks, setHeaders: {x-user-uuid: 6639…}}
+//
+// See Case for every field.
+package decisions
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jws"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/betterauth-extauthz/extauthz/internal/engine"
+	"github.com/betterauth-extauthz/extauthz/internal/keyset"
+	"github.com/betterauth-extauthz/extauthz/internal/policy"
+	"github.com/betterauth-extauthz/extauthz/internal/token"
+)
+
+// DefaultNow is when tokens are issued and checked if a table names no time.
+var DefaultNow = time.Date(2027, 1, 15, 8, 0, 0, 0, time.UTC)
+
+// KID is the key id of the key a table's tokens are signed with.
+const KID = "decisions-key"
+
+// Table is one decision table.
+type Table struct {
+	// Policy is the policy document under test.
+	Policy string `yaml:"policy"`
+	// Now is when tokens are issued and checked; DefaultNow when zero.
+	Now time.Time `yaml:"now"`
+	// Unavailable issuers have a JWKS that is down: their tokens get jwks_unavailable.
+	Unavailable []string `yaml:"unavailable"`
+	Cases       []Case   `yaml:"cases"`
+}
+
+// Case is one request and the decision it must get.
+type Case struct {
+	Name    string  `yaml:"name"`
+	Request Request `yaml:"request"`
+	// Token, when set, is sent as a Bearer token.
+	Token *Token `yaml:"token"`
+	Want  Want   `yaml:"want"`
+}
+
+// Request is the request as the proxy forwards it.
+type Request struct {
+	Method string `yaml:"method"` // GET when empty
+	Host   string `yaml:"host"`
+	// Path as sent, query string included.
+	Path string `yaml:"path"`
+	// Headers the client sent besides Authorization (Origin,
+	// Access-Control-Request-Method, method overrides, x_user_id …).
+	Headers map[string]string `yaml:"headers"`
+	// Proxy is envoy (the default), nginx or traefik: the last two cannot remove
+	// request headers, so smuggled ones are denied rather than stripped.
+	Proxy string `yaml:"proxy"`
+}
+
+// Token describes the credential. With none of Raw, Authorization and Header set,
+// it is a JWT with Claims signed by the table's key.
+type Token struct {
+	// Claims are added to the defaults: iss and aud (the policy's first issuer),
+	// iat (now) and exp (now + 15m). exp, nbf and iat may be durations from now
+	// ("-1h"). Omit lists default claims to leave out.
+	Claims map[string]any `yaml:"claims"`
+	Omit   []string       `yaml:"omit"`
+	// Key is "" (the trusted key), "other" (same kid, another key: a bad signature)
+	// or "unknown" (a kid the JWKS does not list).
+	Key string `yaml:"key"`
+	// Header replaces the JOSE header and leaves the signature garbage (alg
+	// confusion: {alg: HS256}).
+	Header map[string]any `yaml:"header"`
+	// Raw is sent as the Bearer token as it is.
+	Raw string `yaml:"raw"`
+	// Authorization is sent as the whole header value ("Basic eDp5").
+	Authorization string `yaml:"authorization"`
+}
+
+// Want is the decision a case must get; empty fields are not checked.
+type Want struct {
+	Decision string `yaml:"decision"` // allow or deny; required
+	Status   int    `yaml:"status"`
+	Reason   string `yaml:"reason"`
+	Rule     string `yaml:"rule"`
+	// SetHeaders must all be set, to these values; NotSet must not be.
+	SetHeaders map[string]string `yaml:"setHeaders"`
+	NotSet     []string          `yaml:"notSet"`
+	// RemoveHeaders must all be among the headers removed.
+	RemoveHeaders []string `yaml:"removeHeaders"`
+}
+
+// Parse reads a table strictly: unknown fields are errors, as in policies.
+func Parse(data []byte) (*Table, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var t Table
+	if err := dec.Decode(&t); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("decision table is empty")
+		}
+		return nil, fmt.Errorf("decision table yaml: %w", err)
+	}
+	if t.Now.IsZero() {
+		t.Now = DefaultNow
+	}
+	for i, c := range t.Cases {
+		if c.Name == "" {
+			return nil, fmt.Errorf("cases[%d]: name is required", i)
+		}
+		if c.Want.Decision != "allow" && c.Want.Decision != "deny" {
+			return nil, fmt.Errorf("cases[%d] %q: want.decision must be allow or deny", i, c.Name)
+		}
+	}
+	return &t, nil
+}
+
+// Result is what became of one case: Problems is empty when it passed.
+type Result struct {
+	Name     string
+	Got      engine.Decision
+	Problems []string
+}
+
+// Run compiles the table's policy and decides every case with the real engine.
+// It fails only when the policy does not compile or a token cannot be built.
+func (t *Table) Run(ctx context.Context) ([]Result, error) {
+	p, err := policy.Load([]byte(t.Policy))
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	s, err := newSigner(t.Now)
+	if err != nil {
+		return nil, err
+	}
+	down := map[string]bool{}
+	for _, iss := range t.Unavailable {
+		down[iss] = true
+	}
+	keys := func(is policy.Issuer) token.KeySource {
+		if down[is.Issuer] {
+			return keyset.Static{} // no usable key set: jwks_unavailable
+		}
+		return s.trusted
+	}
+	snap, err := engine.NewSnapshot(p, keys, token.Config{Now: func() time.Time { return t.Now }})
+	if err != nil {
+		return nil, err
+	}
+	e := engine.New(engine.Config{})
+	e.Swap(snap)
+	out := make([]Result, 0, len(t.Cases))
+	for i := range t.Cases {
+		c := &t.Cases[i]
+		req, err := c.Request.engineRequest()
+		if err != nil {
+			return nil, fmt.Errorf("case %q: %w", c.Name, err)
+		}
+		if c.Token != nil {
+			a, err := s.authorization(c.Token, p)
+			if err != nil {
+				return nil, fmt.Errorf("case %q: token: %w", c.Name, err)
+			}
+			req.Authorization = []string{a}
+		}
+		d := e.Decide(ctx, req)
+		out = append(out, Result{Name: c.Name, Got: d, Problems: c.Want.check(d)})
+	}
+	return out, nil
+}
+
+// signer holds the table's keys: the trusted one, another with the same kid, and
+// one with a kid nobody lists.
+type signer struct {
+	now                  time.Time
+	trusted              keyset.Static
+	good, other, unknown ed25519.PrivateKey
+}
+
+func newSigner(now time.Time) (*signer, error) {
+	s := &signer{now: now}
+	var pub ed25519.PublicKey
+	var err error
+	for _, k := range []*ed25519.PrivateKey{&s.good, &s.other, &s.unknown} {
+		var p ed25519.PublicKey
+		if p, *k, err = ed25519.GenerateKey(rand.Reader); err != nil {
+			return nil, err
+		}
+		if pub == nil {
+			pub = p
+		}
+	}
+	s.trusted = keyset.Static{KID: {KID: KID, Alg: jwa.EdDSA, Public: pub}}
+	return s, nil
+}
+
+func (s *signer) authorization(t *Token, p *policy.Policy) (string, error) {
+	switch {
+	case t.Authorization != "":
+		return t.Authorization, nil
+	case t.Raw != "":
+		return "Bearer " + t.Raw, nil
+	}
+	claims, err := t.claimSet(s.now, p)
+	if err != nil {
+		return "", err
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	if t.Header != nil {
+		h, err := json.Marshal(t.Header)
+		if err != nil {
+			return "", err
+		}
+		enc := base64.RawURLEncoding.EncodeToString
+		return "Bearer " + enc(h) + "." + enc(payload) + "." + enc([]byte("not a signature")), nil
+	}
+	key, kid := s.good, KID
+	switch t.Key {
+	case "":
+	case "other":
+		key = s.other
+	case "unknown":
+		key, kid = s.unknown, "unknown-key"
+	default:
+		return "", fmt.Errorf("key %q is not \"\", other or unknown", t.Key)
+	}
+	hdr := jws.NewHeaders()
+	if err := hdr.Set(jws.KeyIDKey, kid); err != nil {
+		return "", err
+	}
+	b, err := jws.Sign(payload, jws.WithKey(jwa.EdDSA, key, jws.WithProtectedHeaders(hdr)))
+	if err != nil {
+		return "", err
+	}
+	return "Bearer " + string(b), nil
+}
+
+func (t *Token) claimSet(now time.Time, p *policy.Policy) (map[string]any, error) {
+	c := map[string]any{"iat": now.Unix(), "exp": now.Add(15 * time.Minute).Unix()}
+	if len(p.Issuers) > 0 {
+		c["iss"], c["aud"] = p.Issuers[0].Issuer, p.Issuers[0].Issuer
+	}
+	for k, v := range t.Claims {
+		if d, ok := v.(string); ok && (k == "exp" || k == "nbf" || k == "iat") {
+			if rel, err := time.ParseDuration(d); err == nil {
+				v = now.Add(rel).Unix()
+			}
+		}
+		c[k] = v
+	}
+	for _, k := range t.Omit {
+		delete(c, k)
+	}
+	return c, nil
+}

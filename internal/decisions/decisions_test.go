@@ -1,0 +1,50 @@
+package decisions_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/betterauth-extauthz/extauthz/internal/decisions"
+)
+
+func TestParseIsStrict(t *testing.T) {
+	for doc, want := range map[string]string{
+		"": "empty",
+		"policy: x\ncases: [{name: a, want: {}}]\n":                            "want.decision",
+		"policy: x\ncases: [{want: {decision: allow}}]\n":                      "name is required",
+		"policy: x\ncases: [{name: a, want: {decision: allow, staus: 200}}]\n": "staus",
+	} {
+		if _, err := decisions.Parse([]byte(doc)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want it to mention %q", doc, err, want)
+		}
+	}
+}
+
+// TestRunReportsEveryDifference: a case that does not get what it wants says what
+// differs, field by field.
+func TestRunReportsEveryDifference(t *testing.T) {
+	table, err := decisions.Parse([]byte(`
+policy: |
+  issuers: [{betterAuthURL: https://auth.example.com}]
+  rules: [{name: open, paths: ["/open"], public: true}]
+cases:
+  - name: wrong on purpose
+    request: {host: a.example, path: /open}
+    want: {decision: deny, status: 403, reason: no_rule, rule: other, setHeaders: {x-user-id: a}, removeHeaders: [x-nope]}
+  - name: right
+    request: {host: a.example, path: /closed}
+    token: {claims: {sub: a}}
+    want: {decision: deny, status: 403, reason: no_rule, rule: (default)}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	results, err := table.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 2 || len(results[0].Problems) != 6 || len(results[1].Problems) != 0 {
+		t.Fatalf("results %+v", results)
+	}
+}
