@@ -1,3 +1,5 @@
+//go:build envtest
+
 // Package deploy_test checks what users install: the Helm chart, the kustomize base
 // and overlays, the Dockerfile, the Grafana dashboard and the alert rules, against a
 // real kube-apiserver (server-side dry runs) and a running extauthz. `make deploy-test`

@@ -164,10 +164,7 @@ rules:
 // TestServeBinary builds the real binary, serves with BETTER_AUTH_URL alone against
 // a JWKS endpoint, checks a token over gRPC, and stops it with SIGTERM.
 func TestServeBinary(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "extauthz")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	key := tokentest.NewKey(jwa.EdDSA, "k1")
 	jwks := tokentest.NewJWKSServer(t, tokentest.JWKS(key))
 	ports, err := testkit.FreeAddrs(3)
@@ -184,20 +181,9 @@ func TestServeBinary(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 
-	ready := func() int {
-		resp, err := http.Get("http://" + ports[2] + "/readyz")
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for ready() != 200 {
-		if time.Now().After(deadline) {
-			t.Fatalf("never ready; logs:\n%s", logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	ready := func() int { return status("http://" + ports[2] + "/readyz") }
+	if ok, _ := testkit.Poll(10*time.Second, func() bool { return ready() == 200 }); !ok {
+		t.Fatalf("never ready; logs:\n%s", logs.String())
 	}
 
 	conn, err := grpc.NewClient(ports[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -224,18 +210,10 @@ func TestServeBinary(t *testing.T) {
 		t.Fatalf("tampered token: %v", r)
 	}
 
-	start := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	sawNotReady := false
-	for time.Since(start) < 400*time.Millisecond {
-		if c := ready(); c == 503 {
-			sawNotReady = true
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	sawNotReady, _ := testkit.Poll(400*time.Millisecond, func() bool { return ready() == 503 })
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit: %v\n%s", err, logs.String())
 	}
@@ -247,5 +225,60 @@ func TestServeBinary(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"reason":"signature_invalid"`) {
 		t.Errorf("deny not logged with its reason:\n%s", logs.String())
+	}
+}
+
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "extauthz")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// status is url's HTTP status, or 0 when it does not answer.
+func status(url string) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestServeExitsWhenTheSourceFails: a policy source that cannot start (here, a
+// file in a directory that does not exist) ends serve with an error, rather than
+// leaving a process that is never ready; so does a fixed policy that is refused.
+func TestServeExitsWhenTheSourceFails(t *testing.T) {
+	bin := buildBinary(t)
+	for name, env := range map[string][]string{
+		"unwatchable file":               {"EXTAUTHZ_CONFIG=" + filepath.Join(t.TempDir(), "missing", "policy.yaml")},
+		"refused BETTER_AUTH_URL policy": {"BETTER_AUTH_URL=not a url"},
+	} {
+		ports, err := testkit.FreeAddrs(3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "serve", "--shutdown-delay", "0s")
+		cmd.Env = append(os.Environ(), append(env,
+			"EXTAUTHZ_GRPC_ADDR="+ports[0], "EXTAUTHZ_HTTP_ADDR="+ports[1], "EXTAUTHZ_ADMIN_ADDR="+ports[2])...)
+		var logs bytes.Buffer
+		cmd.Stderr = &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(logs.String(), "policy source failed") {
+				t.Errorf("%s: exit %v, logs:\n%s", name, err, logs.String())
+			}
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Errorf("%s: serve kept running; logs:\n%s", name, logs.String())
+		}
 	}
 }

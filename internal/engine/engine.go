@@ -221,7 +221,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 		return deny(re.Code, re.Message(), ruleName, re.Code != reason.TokenMissing)
 	}
 	if rule != nil {
-		if code, detail := rule.Authorize(claims.Values, preq, params); code != "" {
+		if code, detail := rule.Authorize(&claims.Values, preq, params); code != "" {
 			d := deny(code, detail, ruleName, true)
 			d.Claims = claims
 			return d

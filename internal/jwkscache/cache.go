@@ -9,14 +9,9 @@ package jwkscache
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -134,71 +129,6 @@ func New(cfg Config) (*Cache, error) {
 		firstDone: make(chan struct{}),
 		stopped:   make(chan struct{}),
 	}, nil
-}
-
-// CheckURL enforces HTTPS for JWKS URLs, except for loopback hosts (local development
-// and tests) or when allowInsecure is set explicitly.
-func CheckURL(raw string, allowInsecure bool) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		// url.Parse's error quotes the whole URL, credentials included.
-		return fmt.Errorf("jwks url %q does not parse", RedactURL(raw))
-	}
-	if u.Host == "" {
-		return fmt.Errorf("jwks url %q: no host", RedactURL(raw))
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if allowInsecure || IsLoopback(u.Hostname()) {
-			return nil
-		}
-		return fmt.Errorf("jwks url %q: https is required (set allowInsecureJWKS to accept plain http)", RedactURL(raw))
-	default:
-		return fmt.Errorf("jwks url %q: scheme must be https", RedactURL(raw))
-	}
-}
-
-// RedactURL is a URL fit for logs, Events and metric labels: userinfo and query
-// (where tokens and API keys hide) are removed. An unparsable URL is replaced whole.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable url)"
-	}
-	u.User = nil
-	u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", false, "", ""
-	return u.String()
-}
-
-// IsLoopback reports whether host names this machine (localhost, 127.0.0.0/8, ::1).
-func IsLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// NewHTTPClient returns the client a Cache uses when Config.Client is nil: bounded
-// in time, at most three redirects, none from https to http or to a URL CheckURL
-// refuses.
-func NewHTTPClient(timeout time.Duration, allowInsecure bool) *http.Client {
-	return &http.Client{
-		Timeout: timeout,
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 3 {
-				return errors.New("too many redirects")
-			}
-			// Once on https, never back to plain http, not even to loopback: a
-			// redirect must not hand the key set to whoever answers in clear.
-			if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
-				return fmt.Errorf("redirect from https to %s refused", req.URL.Scheme)
-			}
-			return CheckURL(req.URL.String(), allowInsecure)
-		},
-	}
 }
 
 // Start fetches the key set in the background and keeps it fresh until ctx ends or
@@ -329,51 +259,6 @@ func (c *Cache) fetch(ctx context.Context) (keyset.Static, error) {
 	}
 	c.skipMu.Unlock()
 	return keys, err
-}
-
-// Fetch downloads and parses a JWKS once, with the same checks as a Cache (HTTPS
-// rule, size limit, key filtering). The CLI's verify-jwks uses it.
-func Fetch(ctx context.Context, rawURL string, allowInsecure bool, timeout time.Duration) (keys keyset.Static, skipped []string, err error) {
-	if err := CheckURL(rawURL, allowInsecure); err != nil {
-		return nil, nil, err
-	}
-	if timeout <= 0 {
-		timeout = DefaultFetchTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	return fetchKeys(ctx, NewHTTPClient(timeout, allowInsecure), rawURL)
-}
-
-func fetchKeys(ctx context.Context, client *http.Client, rawURL string) (keyset.Static, []string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	req.Header.Set("Accept", "application/json")
-	shown := RedactURL(rawURL)
-	resp, err := client.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			// Its message quotes the URL (of the last redirect, too) in full.
-			ue.URL = RedactURL(ue.URL)
-		}
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, MaxBodySize))
-		return nil, nil, fmt.Errorf("GET %s: status %d", shown, resp.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodySize+1))
-	if err != nil {
-		return nil, nil, fmt.Errorf("GET %s: reading body: %w", shown, err)
-	}
-	if len(body) > MaxBodySize {
-		return nil, nil, fmt.Errorf("GET %s: body larger than %d bytes", shown, MaxBodySize)
-	}
-	return keyset.Parse(body)
 }
 
 // Lookup returns the key with the given kid. An unknown kid triggers one refetch

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -61,8 +60,8 @@ type Policy struct {
 	Leeway         time.Duration
 	// ClaimNames lists every claim the policy reads (identity headers, owner rules, and
 	// conditions), unless AllClaims: a condition may read any claim.
-	ClaimNames    []string
-	AllClaims bool
+	ClaimNames []string
+	AllClaims  bool
 	// Hash identifies the source document (first 16 hex digits of its SHA-256).
 	Hash string
 	// Warnings are what Lint found: legal, but likely not what the author meant.
@@ -119,25 +118,9 @@ func Compile(c *Config) (*Policy, error) {
 		p.Issuers = append(p.Issuers, is)
 	}
 
-	headers := c.Identity.Headers
-	if headers == nil {
-		headers = DefaultIdentityHeaders
-	}
-	for name, claim := range headers {
-		if err := checkHeaderName(name); err != nil {
-			return nil, fmt.Errorf("identity.headers[%q]: %w", name, err)
-		}
-		if claim == "" {
-			return nil, fmt.Errorf("identity.headers[%q]: claim is empty", name)
-		}
-		p.Identity = append(p.Identity, IdentityHeader{Name: name, Claim: claim})
-	}
-	sort.Slice(p.Identity, func(i, j int) bool { return p.Identity[i].Name < p.Identity[j].Name })
-	for _, h := range p.Identity {
-		p.HeaderSpellings = append(p.HeaderSpellings, spellings(h.Name)...)
-	}
-	for _, h := range MethodOverrideHeaders {
-		p.HeaderSpellings = append(p.HeaderSpellings, spellings(h)...)
+	var err error
+	if p.Identity, p.HeaderSpellings, err = compileIdentity(c.Identity); err != nil {
+		return nil, err
 	}
 
 	switch c.Default {
@@ -252,68 +235,6 @@ func resolveIssuer(ic IssuerConfig) (Issuer, error) {
 		}
 	}
 	return is, nil
-}
-
-// reservedHeaders may not be used as identity headers: overwriting them would
-// change routing, framing, authentication, the client address a backend logs or
-// trusts, or the method it runs.
-var reservedHeaders = []string{
-	"authorization", "cookie", "host", "content-length", "content-type", "transfer-encoding",
-	"connection", "upgrade", "te", "trailer", "keep-alive", "proxy-authorization", "x-envoy-auth-headers-to-remove",
-	"forwarded", "x-real-ip", "x-request-id",
-}
-
-// reservedPrefixes are families of reserved names.
-var reservedPrefixes = []string{"x-envoy-", "x-forwarded-", "x-original-"}
-
-// maxHeaderHyphens bounds the "-" in an identity header name: each doubles the
-// spellings a front door must remove.
-const maxHeaderHyphens = 5
-
-// spellings returns name with every non-empty choice of its "-" replaced by "_".
-func spellings(name string) []string {
-	var at []int
-	for i := 0; i < len(name); i++ {
-		if name[i] == '-' {
-			at = append(at, i)
-		}
-	}
-	out := make([]string, 0, 1<<len(at)-1)
-	for mask := 1; mask < 1<<len(at); mask++ {
-		b := []byte(name)
-		for bit, i := range at {
-			if mask&(1<<bit) != 0 {
-				b[i] = '_'
-			}
-		}
-		out = append(out, string(b))
-	}
-	return out
-}
-
-func checkHeaderName(name string) error {
-	if name == "" {
-		return errors.New("header name is empty")
-	}
-	if strings.Count(name, "-") > maxHeaderHyphens {
-		return fmt.Errorf("header name has more than %d '-'", maxHeaderHyphens)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			// No "_": CGI and WSGI backends read x_user_id and x-user-id as one variable.
-			return errors.New("header name must be lower-case letters, digits and -")
-		}
-	}
-	if slices.Contains(reservedHeaders, name) || slices.Contains(MethodOverrideHeaders, name) {
-		return errors.New("header name is reserved")
-	}
-	for _, p := range reservedPrefixes {
-		if strings.HasPrefix(name, p) {
-			return errors.New("header name is reserved")
-		}
-	}
-	return nil
 }
 
 var knownMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestCanonicalize(t *testing.T) {
+func TestCanonicalizeAccepts(t *testing.T) {
 	ok := []struct{ in, want string }{
 		{"/", "/"},
 		{"/api/u1/tasks", "/api/u1/tasks"},
@@ -35,6 +35,9 @@ func TestCanonicalize(t *testing.T) {
 		}
 	}
 
+}
+
+func TestCanonicalizeRefuses(t *testing.T) {
 	bad := []struct {
 		in   string
 		want error

@@ -161,7 +161,7 @@ func kubeletWrite(t *testing.T, dir, content string, gen int) {
 	}
 }
 
-func TestWatchFileFollowsKubeletSwap(t *testing.T) {
+func TestFileSourceFollowsKubeletSwap(t *testing.T) {
 	r, e, m := newReloader(t)
 	is := newIssuer(t)
 	dir := t.TempDir()

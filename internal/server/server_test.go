@@ -64,7 +64,7 @@ func TestServerLifecycle(t *testing.T) {
 		<-done
 	})
 
-	testkit.Eventually(t, "condition", 5*time.Second, func() bool { c, _ := get(t, "http://"+adminAddr+"/readyz"); return c == 200 })
+	testkit.Eventually(t, "ready", 5*time.Second, func() bool { c, _ := get(t, "http://"+adminAddr+"/readyz"); return c == 200 })
 	if c, _ := get(t, "http://"+adminAddr+"/healthz"); c != 200 {
 		t.Fatalf("healthz %d", c)
 	}
@@ -74,13 +74,35 @@ func TestServerLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	testkit.Eventually(t, "condition", 5*time.Second, func() bool {
+	testkit.Eventually(t, "gRPC health SERVING", 5*time.Second, func() bool {
 		h, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
 		return err == nil && h.GetStatus() == healthpb.HealthCheckResponse_SERVING
 	})
 
-	uuid := "6639900d-cfe5-59ec-bd5c-e0e68598457e"
 	tok := key.Sign(tokentest.Claims("https://auth.example.com", "u", uuid, now), nil)
+	checkBothDoors(t, conn, httpAddr, tok)
+	checkMetrics(t, adminAddr, tok)
+
+	// Shutdown: readiness goes false first, while the servers still answer.
+	cancel()
+	testkit.Eventually(t, "not ready while draining", 5*time.Second, func() bool { c, _ := get(t, "http://"+adminAddr+"/readyz"); return c == 503 })
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		done <- nil
+	case <-time.After(5 * time.Second):
+		t.Fatal("server did not stop")
+	}
+}
+
+const uuid = "6639900d-cfe5-59ec-bd5c-e0e68598457e"
+
+// checkBothDoors: the gRPC door allows the token; the HTTP door denies a request
+// without one.
+func checkBothDoors(t *testing.T, conn *grpc.ClientConn, httpAddr, tok string) {
+	t.Helper()
 	resp, err := authv3.NewAuthorizationClient(conn).Check(context.Background(), &authv3.CheckRequest{
 		Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
 			Method: "GET", Host: "api.example.com", Path: "/api/" + uuid + "/tasks", Headers: map[string]string{"authorization": "Bearer " + tok},
@@ -98,7 +120,11 @@ func TestServerLifecycle(t *testing.T) {
 	if hr.StatusCode != 401 {
 		t.Fatalf("http check without token: %d", hr.StatusCode)
 	}
+}
 
+// checkMetrics: both decisions are counted by transport, without the user or token.
+func checkMetrics(t *testing.T, adminAddr, tok string) {
+	t.Helper()
 	_, body := get(t, "http://"+adminAddr+"/metrics")
 	for _, want := range []string{
 		`extauthz_decisions_total{decision="allow",reason="",rule="own-tasks"} 1`,
@@ -113,18 +139,5 @@ func TestServerLifecycle(t *testing.T) {
 	}
 	if strings.Contains(body, uuid) || strings.Contains(body, tok[:20]) {
 		t.Error("metrics contain a user id or token")
-	}
-
-	// Shutdown: readiness goes false first, while the servers still answer.
-	cancel()
-	testkit.Eventually(t, "condition", 5*time.Second, func() bool { c, _ := get(t, "http://"+adminAddr+"/readyz"); return c == 503 })
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-		done <- nil
-	case <-time.After(5 * time.Second):
-		t.Fatal("server did not stop")
 	}
 }

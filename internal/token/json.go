@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
 )
@@ -17,83 +16,106 @@ const MaxJSONDepth = 32
 
 var (
 	errDuplicateMember = errors.New("duplicate member name")
+	errEscapedMember   = errors.New("member name with an escape")
 	errTooDeep         = fmt.Errorf("nested deeper than %d levels", MaxJSONDepth)
 )
 
 // decodeObject decodes one JSON object strictly: a member name that appears twice
-// in any object, nesting beyond MaxJSONDepth, or data after the object is an error.
-// Values decode as encoding/json decodes into any (float64 numbers, []any, ...),
-// and member names match case-exactly.
+// in any object, a member name with an escape, nesting beyond MaxJSONDepth, or data
+// after the object is an error. Values decode as encoding/json decodes into any
+// (float64 numbers, []any, ...), and member names match case-exactly.
 //
 // encoding/json keeps the last of two duplicate names silently, and two parsers
 // that pick different duplicates read two different tokens from one signature
-// (RFC 8725 §3.2), so the names are checked here with the standard tokenizer.
+// (RFC 8725 §3.2). No library reports duplicates without building every value
+// twice, so a byte scan (duplicateMembers) checks the names and json.Unmarshal
+// then decodes once.
 func decodeObject(data []byte) (map[string]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	t, err := dec.Token()
-	if err != nil {
+	if tooDeep(data, MaxJSONDepth) {
+		return nil, errTooDeep
+	}
+	if err := duplicateMembers(data); err != nil {
 		return nil, err
 	}
-	if t != json.Delim('{') {
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, err
+	}
+	if m == nil {
 		return nil, errors.New("not a JSON object")
-	}
-	m, err := decodeMembers(dec, 1)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("trailing data after JSON value")
 	}
 	return m, nil
 }
 
-// decodeMembers reads the members of an object whose '{' was just read.
-func decodeMembers(dec *json.Decoder, depth int) (map[string]any, error) {
-	m := map[string]any{}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		name, _ := t.(string)
-		if _, dup := m[name]; dup {
-			return nil, fmt.Errorf("%w %q", errDuplicateMember, reason.Clip(name, 64))
-		}
-		v, err := decodeValue(dec, depth)
-		if err != nil {
-			return nil, err
-		}
-		m[name] = v
+// duplicateMembers scans JSON text for a member name that appears twice in one
+// object, at any depth, or that holds an escape: "\u0061lg" is alg to a decoder,
+// and comparing raw bytes would miss it. Better Auth (JSON.stringify) never
+// escapes a name it can write plainly. Text that is not JSON is left to the decoder
+// to refuse. The caller has checked the depth with tooDeep.
+func duplicateMembers(data []byte) error {
+	type level struct {
+		object, expectName bool
+		first              int // index in names of this object's first name
 	}
-	_, err := dec.Token() // '}'
-	return m, err
+	type span struct{ from, to int }
+	var stack [MaxJSONDepth + 1]level
+	var buf [32]span
+	names := buf[:0]
+	depth := 0
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; c {
+		case '"':
+			end := stringEnd(data, i)
+			if end < 0 {
+				return nil // unterminated: the decoder refuses it
+			}
+			if depth > 0 && stack[depth-1].object && stack[depth-1].expectName {
+				name := data[i+1 : end]
+				if bytes.IndexByte(name, '\\') >= 0 {
+					return fmt.Errorf("%w %q", errEscapedMember, reason.Clip(string(name), 64))
+				}
+				for _, s := range names[stack[depth-1].first:] {
+					if bytes.Equal(data[s.from:s.to], name) {
+						return fmt.Errorf("%w %q", errDuplicateMember, reason.Clip(string(name), 64))
+					}
+				}
+				names = append(names, span{i + 1, end})
+				stack[depth-1].expectName = false
+			}
+			i = end
+		case '{', '[':
+			if depth == len(stack) {
+				return errTooDeep
+			}
+			stack[depth] = level{object: c == '{', expectName: c == '{', first: len(names)}
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return nil
+			}
+			depth--
+			names = names[:stack[depth].first]
+		case ',':
+			if depth > 0 && stack[depth-1].object {
+				stack[depth-1].expectName = true
+			}
+		}
+	}
+	return nil
 }
 
-func decodeValue(dec *json.Decoder, depth int) (any, error) {
-	t, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	d, ok := t.(json.Delim)
-	if !ok {
-		return t, nil
-	}
-	if depth >= MaxJSONDepth {
-		return nil, errTooDeep
-	}
-	if d == '{' {
-		return decodeMembers(dec, depth+1)
-	}
-	a := []any{}
-	for dec.More() {
-		v, err := decodeValue(dec, depth+1)
-		if err != nil {
-			return nil, err
+// stringEnd returns the index of the quote that closes the string opening at
+// data[open], or -1.
+func stringEnd(data []byte, open int) int {
+	for i := open + 1; i < len(data); i++ {
+		switch data[i] {
+		case '\\':
+			i++
+		case '"':
+			return i
 		}
-		a = append(a, v)
 	}
-	_, err = dec.Token() // ']'
-	return a, err
+	return -1
 }
 
 // tooDeep reports whether JSON text nests arrays and objects deeper than max. It is

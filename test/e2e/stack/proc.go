@@ -113,6 +113,9 @@ func Start(dir, name string, env []string, argv ...string) (*Proc, error) {
 	return p, nil
 }
 
+// Pid is the process id (for reading /proc/<pid>/status).
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Exited reports whether the process has ended.
 func (p *Proc) Exited() bool {
 	select {

@@ -101,7 +101,7 @@ func Up(t Tools, dir string, foreign bool) (s *Stack, err error) {
 	if s.Foreign != nil {
 		foreignURL = s.Foreign.URL
 	}
-	if s.Extauthz, err = StartExtauthz(t, dir, "extauthz", Policy(s.BetterAuth.URL, foreignURL)); err != nil {
+	if s.Extauthz, err = StartExtauthz(t, dir, "extauthz", Policy(s.BetterAuth.URL, foreignURL), ExtauthzOptions{}); err != nil {
 		return s, err
 	}
 	s.procs = append(s.procs, s.Extauthz.Proc)
@@ -144,7 +144,7 @@ func StartChain(t Tools, dir, name, policyDoc, backend string) (c *Chain, err er
 			c.Stop()
 		}
 	}()
-	if c.Extauthz, err = StartExtauthz(t, dir, name+"-extauthz", policyDoc); err != nil {
+	if c.Extauthz, err = StartExtauthz(t, dir, name+"-extauthz", policyDoc, ExtauthzOptions{}); err != nil {
 		return c, err
 	}
 	c.procs = append(c.procs, c.Extauthz.Proc)

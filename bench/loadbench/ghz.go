@@ -1,0 +1,113 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
+)
+
+type result struct{ RPS, P50, P99 float64 }
+
+func median(rs []result) result {
+	pick := func(f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return result{pick(func(r result) float64 { return r.RPS }), pick(func(r result) float64 { return r.P50 }), pick(func(r result) float64 { return r.P99 })}
+}
+
+func runGHZ(protoset, addr, data string, extra ...string) (result, error) {
+	args := append([]string{"--insecure", "--protoset", protoset, "--call", "envoy.service.auth.v3.Authorization.Check",
+		"-c", fmt.Sprint(*conc), "--data-file", data, "--format", "json", "--timeout", "5s"}, extra...)
+	args = append(args, addr)
+	out, err := exec.Command(*ghz, args...).Output()
+	if err != nil {
+		return result{}, fmt.Errorf("ghz: %w", err)
+	}
+	var rep struct {
+		Count   int     `json:"count"`
+		RPS     float64 `json:"rps"`
+		Latency []struct {
+			Percentage int     `json:"percentage"`
+			Latency    float64 `json:"latency"`
+		} `json:"latencyDistribution"`
+		Status map[string]int `json:"statusCodeDistribution"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		return result{}, fmt.Errorf("ghz output: %w", err)
+	}
+	// A timed run (-z) cuts the calls in flight when time is up; those end
+	// Unavailable or Canceled. Anything else, or more than that, is a failure.
+	cut := rep.Status["Unavailable"] + rep.Status["Canceled"]
+	if rep.Count == 0 || rep.Status["OK"]+cut != rep.Count || cut > *conc {
+		return result{}, fmt.Errorf("ghz: %d calls, status %v", rep.Count, rep.Status)
+	}
+	var res result
+	res.RPS = rep.RPS
+	for _, l := range rep.Latency {
+		switch l.Percentage {
+		case 50:
+			res.P50 = l.Latency / 1e3
+		case 99:
+			res.P99 = l.Latency / 1e3
+		}
+	}
+	return res, nil
+}
+
+func request(tok string) map[string]any {
+	return map[string]any{"attributes": map[string]any{"request": map[string]any{"http": map[string]any{
+		"method": "GET", "path": "/api/" + uuid + "/tasks", "host": "api.example.com",
+		"headers": map[string]string{"authorization": "Bearer " + tok, "x-request-id": "bench"},
+	}}}}
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o600)
+}
+
+// writeProtoset writes the Authorization service and its imports as a
+// FileDescriptorSet, from the descriptors compiled into go-control-plane (which ships
+// no .proto files).
+func writeProtoset(path string) error {
+	fd, err := protoregistry.GlobalFiles.FindFileByPath("envoy/service/auth/v3/external_auth.proto")
+	if err != nil {
+		return err
+	}
+	set := &descriptorpb.FileDescriptorSet{}
+	seen := map[string]bool{}
+	var add func(protoreflect.FileDescriptor)
+	add = func(f protoreflect.FileDescriptor) {
+		if seen[f.Path()] {
+			return
+		}
+		seen[f.Path()] = true
+		imports := f.Imports()
+		for i := range imports.Len() {
+			add(imports.Get(i).FileDescriptor)
+		}
+		set.File = append(set.File, protodesc.ToFileDescriptorProto(f))
+	}
+	add(fd)
+	b, err := proto.Marshal(set)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o600)
+}
