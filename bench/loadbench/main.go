@@ -52,6 +52,14 @@ func run() error {
 	if *ghz == "" || *extauthz == "" || *trivial == "" {
 		return fmt.Errorf("-ghz, -extauthz and -trivial are required (make bench sets them)")
 	}
+	// The servers run in a temp dir: make the binaries' paths absolute.
+	for _, f := range []*string{ghz, extauthz, trivial} {
+		abs, err := filepath.Abs(*f)
+		if err != nil {
+			return err
+		}
+		*f = abs
+	}
 	dir, err := os.MkdirTemp("", "extauthz-bench-")
 	if err != nil {
 		return err

@@ -29,16 +29,19 @@ type env struct {
 	procs                []*stack.Proc
 }
 
-func newEnv(dir string) (e *env, err error) {
-	e = &env{dir: dir, key: tokentest.NewKey(jwa.EdDSA, "bench-key")}
-	defer func() {
-		if err != nil {
-			e.stop()
-		}
-	}()
+func newEnv(dir string) (*env, error) {
+	e := &env{dir: dir, key: tokentest.NewKey(jwa.EdDSA, "bench-key")}
+	if err := e.start(); err != nil {
+		e.stop()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *env) start() error {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	e.issuer = "http://" + l.Addr().String()
 	e.jwks = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -46,29 +49,29 @@ func newEnv(dir string) (e *env, err error) {
 		_, _ = w.Write(tokentest.JWKS(e.key))
 	})}
 	go func() { _ = e.jwks.Serve(l) }()
-	e.protoset = dir + "/authz.protoset"
+	e.protoset = e.dir + "/authz.protoset"
 	if err := writeProtoset(e.protoset); err != nil {
-		return nil, err
+		return err
 	}
 	if e.trivial, err = e.startTrivial("trivial"); err != nil {
-		return nil, err
+		return err
 	}
 	if e.trivialFull, err = e.startTrivial("trivial-full", "-full-response"); err != nil {
-		return nil, err
+		return err
 	}
 	if e.main, err = e.startExtauthz("5m"); err != nil {
-		return nil, err
+		return err
 	}
 	if e.refreshing, err = e.startExtauthz("1s"); err != nil {
-		return nil, err
+		return err
 	}
 	e.warmToken = e.mint(-1)
 	for _, s := range []*stack.Extauthz{e.main, e.refreshing} {
 		if err := mustAllow(s.GRPC, e.warmToken); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return e, nil
+	return nil
 }
 
 func (e *env) stop() {
