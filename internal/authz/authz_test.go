@@ -15,9 +15,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/betterauth-extauthz/extauthz/internal/authz"
 	"github.com/betterauth-extauthz/extauthz/internal/engine/enginetest"
@@ -45,24 +43,13 @@ cors: { allowPreflight: true }
 
 var now = time.Unix(1_800_000_000, 0)
 
-// grpcClient serves the GRPC front door on a loopback listener and returns a real client.
+// grpcClient serves both front doors (realm "tasks") on an engine with a generated
+// key and returns a real gRPC client and that key.
 func grpcClient(t *testing.T) (authv3.AuthorizationClient, *tokentest.Key) {
 	t.Helper()
 	e, key := enginetest.New(t, doc, now, nil, nil)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(srv, authz.NewGRPC(authz.Config{Engine: e, Realm: "tasks"}))
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return authv3.NewAuthorizationClient(conn), key
+	c, _ := served(t, authz.Config{Engine: e, Realm: "tasks"})
+	return c, key
 }
 
 func checkRequest(method, path string, headers map[string]string) *authv3.CheckRequest {

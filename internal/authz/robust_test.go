@@ -19,7 +19,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/betterauth-extauthz/extauthz/internal/authz"
-	"github.com/betterauth-extauthz/extauthz/internal/engine"
 	"github.com/betterauth-extauthz/extauthz/internal/engine/enginetest"
 	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
 	"github.com/betterauth-extauthz/extauthz/internal/keyset"
@@ -40,15 +39,15 @@ func (b bomb) Lookup(ctx context.Context, kid string) (*keyset.Key, error) {
 }
 
 // served runs the real gRPC server (with the recovery interceptor, as server.Run
-// wires it) and HTTP check around e, and returns a gRPC client and the HTTP base URL.
-func served(t *testing.T, e *engine.Engine) (authv3.AuthorizationClient, string) {
+// wires it) and HTTP check for cfg, and returns a gRPC client and the HTTP base URL.
+func served(t *testing.T, cfg authz.Config) (authv3.AuthorizationClient, string) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(authz.Recover(e)))
-	authv3.RegisterAuthorizationServer(srv, authz.NewGRPC(authz.Config{Engine: e}))
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(authz.Recover(cfg.Engine)))
+	authv3.RegisterAuthorizationServer(srv, authz.NewGRPC(cfg))
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -56,7 +55,7 @@ func served(t *testing.T, e *engine.Engine) (authv3.AuthorizationClient, string)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	hs := httptest.NewServer(authz.NewHTTP(authz.Config{Engine: e}))
+	hs := httptest.NewServer(authz.NewHTTP(cfg))
 	t.Cleanup(hs.Close)
 	return authv3.NewAuthorizationClient(conn), hs.URL
 }
@@ -69,7 +68,7 @@ func TestPanicIsDeniedAndServingContinues(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := metrics.New(prometheus.NewRegistry())
-	c, base := served(t, enginetest.WithKeys(t, doc, bomb{keys}, now, m, nil))
+	c, base := served(t, authz.Config{Engine: enginetest.WithKeys(t, doc, bomb{keys}, now, m, nil)})
 	claims := tokentest.Claims(iss, "userA", uuidA, now)
 	boomTok, goodTok := boom.Sign(claims, nil), good.Sign(claims, nil)
 	own := "/api/" + uuidA + "/tasks"
@@ -125,7 +124,7 @@ func TestMalformedEd25519KeyCannotCrash(t *testing.T) {
 	if v := testutil.ToFloat64(m.JWKSSkippedGauge(iss)); v != 1 {
 		t.Fatalf("extauthz_jwks_skipped_keys = %v, want 1", v)
 	}
-	c, _ := served(t, enginetest.WithKeys(t, doc, cache, now, m, nil))
+	c, _ := served(t, authz.Config{Engine: enginetest.WithKeys(t, doc, cache, now, m, nil)})
 	claims := tokentest.Claims(iss, "userA", uuidA, now)
 	own := "/api/" + uuidA + "/tasks"
 	// Unsigned: the header names the bad key, the signature is junk.
