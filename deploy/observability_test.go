@@ -146,20 +146,14 @@ func scrapeExercised(t *testing.T) map[string]bool {
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.Eventually(t, "extauthz ready", 10*time.Second, func() bool {
 		resp, err := http.Get("http://" + admin + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("extauthz never ready")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +180,15 @@ func scrapeExercised(t *testing.T) map[string]bool {
 	if err := os.WriteFile(cfg, []byte("issuers: ["), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	testkit.Eventually(t, "the rejected update counted", 5*time.Second, func() bool {
+		resp, err := http.Get("http://" + admin + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), `result="rejected"`)
+	})
 
 	resp, err := http.Get("http://" + admin + "/metrics")
 	if err != nil {

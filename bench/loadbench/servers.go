@@ -2,9 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
-	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -19,8 +16,7 @@ import (
 type env struct {
 	dir, issuer string
 	key         *tokentest.Key
-	jwks        *http.Server
-	jwksHits    atomic.Int64
+	jwks        *tokentest.JWKSServer
 	warmToken   string
 	protoset    string
 
@@ -39,16 +35,9 @@ func newEnv(dir string) (*env, error) {
 }
 
 func (e *env) start() error {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	e.issuer = "http://" + l.Addr().String()
-	e.jwks = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		e.jwksHits.Add(1)
-		_, _ = w.Write(tokentest.JWKS(e.key))
-	})}
-	go func() { _ = e.jwks.Serve(l) }()
+	e.jwks = tokentest.StartJWKSServer(tokentest.JWKS(e.key))
+	e.issuer = e.jwks.URL
+	var err error
 	e.protoset = e.dir + "/authz.protoset"
 	if err := writeProtoset(e.protoset); err != nil {
 		return err
@@ -79,7 +68,7 @@ func (e *env) stop() {
 		p.Stop()
 	}
 	if e.jwks != nil {
-		_ = e.jwks.Close()
+		e.jwks.Close()
 	}
 }
 

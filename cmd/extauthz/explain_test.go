@@ -82,6 +82,18 @@ func TestExplainUsesEachIssuersKeys(t *testing.T) {
 	if ja.Hits() != 3 || jb.Hits() != 3 {
 		t.Errorf("JWKS fetches %d and %d, want one per explain and issuer", ja.Hits(), jb.Hits())
 	}
+	// The second issuer's JWKS is down: its tokens are jwks_unavailable, the first
+	// issuer's still verify.
+	jb.Set(503, []byte("down"))
+	for tok, want := range map[string]string{
+		a.Sign(tokentest.Claims(ja.URL, "u", "x", now), nil): "decision: ALLOW 200",
+		b.Sign(tokentest.Claims(jb.URL, "u", "x", now), nil): "reason: jwks_unavailable",
+	} {
+		code, out := runCLI("policy", "explain", "--config", cfg, "--path", "/x", "--token", tok)
+		if code != 0 || !strings.Contains(out, want) || !strings.Contains(out, "warning: issuer "+jb.URL) {
+			t.Errorf("JWKS down: %d\n%s", code, out)
+		}
+	}
 }
 
 // TestDocumentedPoliciesCheck runs policy check --strict on every policy the README

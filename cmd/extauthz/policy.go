@@ -10,6 +10,7 @@ import (
 
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
 	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
+	"github.com/betterauth-extauthz/extauthz/internal/jwksurl"
 	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
 	"github.com/betterauth-extauthz/extauthz/internal/token"
@@ -48,7 +49,7 @@ func cmdPolicyCheck(args []string, stdout io.Writer) error {
 		return fmt.Errorf("%s: %w", file, err)
 	}
 	for _, is := range p.Issuers {
-		fmt.Fprintf(stdout, "issuer %s (aud %s, jwks %s, algs %v)\n", is.Issuer, strings.Join(is.Audiences, ","), jwkscache.RedactURL(is.JWKSURL), is.Algorithms)
+		fmt.Fprintf(stdout, "issuer %s (aud %s, jwks %s, algs %v)\n", is.Issuer, strings.Join(is.Audiences, ","), jwksurl.Redact(is.JWKSURL), is.Algorithms)
 	}
 	for _, r := range p.Rules {
 		fmt.Fprintf(stdout, "rule %s\n", r.Name)
@@ -94,7 +95,7 @@ func cmdPolicyExplain(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	keys, err := explainKeys(p, &kf, raw != "")
+	keys, err := explainKeys(stdout, p, &kf, raw != "")
 	if err != nil {
 		return err
 	}
@@ -128,8 +129,9 @@ func cmdPolicyExplain(args []string, stdout io.Writer) error {
 
 // explainKeys gives every issuer its keys: those of --jwks-url or --jwks-file when
 // given, else each issuer's own JWKS, fetched once. Without a token no key is
-// needed, and none is fetched.
-func explainKeys(p *policy.Policy, kf *keyFlags, needed bool) (engine.KeysFor, error) {
+// needed, and none is fetched. An issuer whose JWKS cannot be fetched gets no keys
+// (its tokens are jwks_unavailable, as serve would answer), with a warning.
+func explainKeys(w io.Writer, p *policy.Policy, kf *keyFlags, needed bool) (engine.KeysFor, error) {
 	if !needed {
 		return engine.SameKeys(keyset.Static{}), nil
 	}
@@ -144,7 +146,8 @@ func explainKeys(p *policy.Policy, kf *keyFlags, needed bool) (engine.KeysFor, e
 	for _, is := range p.Issuers {
 		keys, _, err := jwkscache.Fetch(context.Background(), is.JWKSURL, is.AllowInsecureJWKS, 0)
 		if err != nil {
-			return nil, fmt.Errorf("issuer %s: jwks: %w", is.Issuer, err)
+			fmt.Fprintf(w, "warning: issuer %s: jwks: %v\n", is.Issuer, err)
+			keys = keyset.Static{}
 		}
 		byIssuer[is.Issuer] = keys
 	}

@@ -70,7 +70,7 @@ func (f *serveFlags) source(log *slog.Logger) (reload.Source, error) {
 		}
 		return k8s.NewConfigMap(k8s.Config{Namespace: ns, Name: name, Key: f.configMapKey, REST: rest, Log: log})
 	case f.config != "":
-		return reload.File{Path: f.config, Log: log}, nil
+		return reload.NewFile(reload.FileConfig{Path: f.config, Log: log})
 	case os.Getenv("BETTER_AUTH_URL") != "":
 		return reload.Static{Name: "env:BETTER_AUTH_URL", Doc: DefaultPolicy(os.Getenv("BETTER_AUTH_URL"))}, nil
 	}

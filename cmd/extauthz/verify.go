@@ -187,8 +187,11 @@ func cmdVerifyToken(args []string, stdout io.Writer) error {
 		aud = iss
 	}
 	lw := *leeway
-	if lw == 0 {
-		lw = -1 // none, as asked
+	switch {
+	case lw < 0:
+		return usageErr("--leeway must not be negative")
+	case lw == 0:
+		lw = token.NoLeeway
 	}
 	v, err := token.NewVerifier(token.Config{
 		Issuers: []token.Issuer{{Issuer: iss, Audiences: []string{aud}, Keys: keys}},

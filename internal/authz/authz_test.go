@@ -179,7 +179,7 @@ func TestGRPCEmptyRequestIsDenied(t *testing.T) {
 func httpCheck(t *testing.T) (string, *tokentest.Key) {
 	t.Helper()
 	e, key := enginetest.New(t, doc, now, nil, nil)
-	srv := httptest.NewServer(authz.NewHTTP(authz.Config{Engine: e}))
+	srv := httptest.NewServer(mustHTTP(t, authz.Config{Engine: e}))
 	t.Cleanup(srv.Close)
 	return srv.URL, key
 }

@@ -66,7 +66,7 @@ func BenchmarkGRPCTrivial(b *testing.B) {
 
 func BenchmarkGRPCWarm(b *testing.B) {
 	e, key := enginetest.New(b, doc, now, nil, token.NewCache(token.CacheConfig{}))
-	benchGRPC(b, authz.NewGRPC(authz.Config{Engine: e}), []string{key.Sign(tokentest.Claims(iss, "userA", uuidA, now), nil)})
+	benchGRPC(b, mustGRPC(b, authz.Config{Engine: e}), []string{key.Sign(tokentest.Claims(iss, "userA", uuidA, now), nil)})
 }
 
 func BenchmarkGRPCCold(b *testing.B) {
@@ -75,5 +75,5 @@ func BenchmarkGRPCCold(b *testing.B) {
 	for i := range toks {
 		toks[i] = key.Sign(tokentest.Claims(iss, fmt.Sprintf("user-%d", i), uuidA, now), nil)
 	}
-	benchGRPC(b, authz.NewGRPC(authz.Config{Engine: e}), toks)
+	benchGRPC(b, mustGRPC(b, authz.Config{Engine: e}), toks)
 }

@@ -7,6 +7,7 @@ package authz
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -36,11 +37,14 @@ type Config struct {
 	Realm string
 }
 
-func (c Config) withDefaults() Config {
+func (c Config) withDefaults() (Config, error) {
+	if c.Engine == nil {
+		return c, errors.New("authz: Engine is required")
+	}
 	if c.Realm == "" {
 		c.Realm = DefaultRealm
 	}
-	return c
+	return c, nil
 }
 
 // GRPC implements Envoy's envoy.service.auth.v3.Authorization service.
@@ -51,9 +55,12 @@ type GRPC struct {
 }
 
 // NewGRPC returns the gRPC front door.
-func NewGRPC(cfg Config) *GRPC {
-	cfg = cfg.withDefaults()
-	return &GRPC{engine: cfg.Engine, realm: cfg.Realm}
+func NewGRPC(cfg Config) (*GRPC, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &GRPC{engine: cfg.Engine, realm: cfg.Realm}, nil
 }
 
 // Check answers one ext_authz CheckRequest. It never returns an error: every

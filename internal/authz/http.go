@@ -39,9 +39,12 @@ type HTTP struct {
 }
 
 // NewHTTP returns the HTTP front door.
-func NewHTTP(cfg Config) *HTTP {
-	cfg = cfg.withDefaults()
-	return &HTTP{engine: cfg.Engine, realm: cfg.Realm}
+func NewHTTP(cfg Config) (*HTTP, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &HTTP{engine: cfg.Engine, realm: cfg.Realm}, nil
 }
 
 // ServeHTTP dispatches by dialect. It deliberately does not use http.ServeMux,

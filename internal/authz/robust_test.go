@@ -47,7 +47,7 @@ func served(t *testing.T, cfg authz.Config) (authv3.AuthorizationClient, string)
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(authz.Recover(cfg.Engine)))
-	authv3.RegisterAuthorizationServer(srv, authz.NewGRPC(cfg))
+	authv3.RegisterAuthorizationServer(srv, mustGRPC(t, cfg))
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -55,7 +55,7 @@ func served(t *testing.T, cfg authz.Config) (authv3.AuthorizationClient, string)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	hs := httptest.NewServer(authz.NewHTTP(cfg))
+	hs := httptest.NewServer(mustHTTP(t, cfg))
 	t.Cleanup(hs.Close)
 	return authv3.NewAuthorizationClient(conn), hs.URL
 }
@@ -179,5 +179,32 @@ func TestGRPCRefusesLowerCaseMethodAndBadHost(t *testing.T) {
 		if strings.Contains(resp.GetDeniedResponse().GetBody(), "host") {
 			t.Errorf("deny body names the reason: %q", resp.GetDeniedResponse().GetBody())
 		}
+	}
+}
+
+func mustGRPC(t testing.TB, cfg authz.Config) *authz.GRPC {
+	t.Helper()
+	g, err := authz.NewGRPC(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func mustHTTP(t testing.TB, cfg authz.Config) *authz.HTTP {
+	t.Helper()
+	h, err := authz.NewHTTP(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func TestFrontDoorsNeedAnEngine(t *testing.T) {
+	if _, err := authz.NewGRPC(authz.Config{}); err == nil {
+		t.Error("NewGRPC without an engine")
+	}
+	if _, err := authz.NewHTTP(authz.Config{}); err == nil {
+		t.Error("NewHTTP without an engine")
 	}
 }

@@ -12,7 +12,10 @@ import (
 
 // engineRequest builds what a front door would hand the engine for r.
 func (r Request) engineRequest() (*engine.Request, error) {
-	req := &engine.Request{Method: r.Method, Host: r.Host, Path: r.Path}
+	req := &engine.Request{Method: r.Method, Host: "localhost", Path: r.Path}
+	if r.Host != nil {
+		req.Host = *r.Host
+	}
 	if req.Method == "" {
 		req.Method = http.MethodGet
 	}

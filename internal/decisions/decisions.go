@@ -16,7 +16,8 @@
 //	    token: {claims: {sub: alice, uuid: 6639…}}
 //	    want: {decision: allow, rule: own-tasks, setHeaders: {x-user-uuid: 6639…}}
 //
-// See Case for every field.
+// A deny must name its reason, so that a deny for another reason (a forgotten
+// field, a typo in a claim) does not pass unnoticed. See Case for every field.
 package decisions
 
 import (
@@ -29,6 +30,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -70,7 +73,8 @@ type Case struct {
 // Request is the request as the proxy forwards it.
 type Request struct {
 	Method string `yaml:"method"` // GET when empty
-	Host   string `yaml:"host"`
+	// Host is localhost when absent, as in policy explain; host: "" sends none.
+	Host *string `yaml:"host"`
 	// Path as sent, query string included.
 	Path string `yaml:"path"`
 	// Headers the client sent besides Authorization (Origin,
@@ -125,15 +129,27 @@ func Parse(data []byte) (*Table, error) {
 		}
 		return nil, fmt.Errorf("decision table yaml: %w", err)
 	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("decision table yaml: more than one document")
+	}
 	if t.Now.IsZero() {
 		t.Now = DefaultNow
+	}
+	if len(t.Cases) == 0 {
+		return nil, errors.New("decision table has no cases")
 	}
 	for i, c := range t.Cases {
 		if c.Name == "" {
 			return nil, fmt.Errorf("cases[%d]: name is required", i)
 		}
-		if c.Want.Decision != "allow" && c.Want.Decision != "deny" {
+		switch {
+		case c.Want.Decision != "allow" && c.Want.Decision != "deny":
 			return nil, fmt.Errorf("cases[%d] %q: want.decision must be allow or deny", i, c.Name)
+		case c.Want.Decision == "deny" && c.Want.Reason == "":
+			// A deny for the wrong reason (a missing host, a typo in a claim) would
+			// pass unnoticed.
+			return nil, fmt.Errorf("cases[%d] %q: a deny needs want.reason", i, c.Name)
 		}
 	}
 	return &t, nil
@@ -159,6 +175,9 @@ func (t *Table) Run(ctx context.Context) ([]Result, error) {
 	}
 	down := map[string]bool{}
 	for _, iss := range t.Unavailable {
+		if !slices.ContainsFunc(p.Issuers, func(is policy.Issuer) bool { return is.Issuer == iss }) {
+			return nil, fmt.Errorf("unavailable: %q is not an issuer of the policy", iss)
+		}
 		down[iss] = true
 	}
 	keys := func(is policy.Issuer) token.KeySource {
@@ -269,8 +288,12 @@ func (t *Token) claimSet(now time.Time, p *policy.Policy) (map[string]any, error
 	}
 	for k, v := range t.Claims {
 		if d, ok := v.(string); ok && (k == "exp" || k == "nbf" || k == "iat") {
-			if rel, err := time.ParseDuration(d); err == nil {
+			rel, err := time.ParseDuration(d)
+			switch {
+			case err == nil:
 				v = now.Add(rel).Unix()
+			case strings.Trim(d, "0123456789") != "":
+				return nil, fmt.Errorf("claims.%s: %q is neither a duration from now (\"-1h\") nor digits (a numeric string, to test refusing it)", k, d)
 			}
 		}
 		c[k] = v

@@ -14,6 +14,10 @@ func TestParseIsStrict(t *testing.T) {
 		"policy: x\ncases: [{name: a, want: {}}]\n":                            "want.decision",
 		"policy: x\ncases: [{want: {decision: allow}}]\n":                      "name is required",
 		"policy: x\ncases: [{name: a, want: {decision: allow, staus: 200}}]\n": "staus",
+		"policy: x\n":            "no cases",
+		"policy: x\ncases: []\n": "no cases",
+		"policy: x\ncases: [{name: a, want: {decision: deny}}]\n":                  "needs want.reason",
+		"policy: x\ncases: [{name: a, want: {decision: allow}}]\n---\ncases: []\n": "more than one document",
 	} {
 		if _, err := decisions.Parse([]byte(doc)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want it to mention %q", doc, err, want)
@@ -46,5 +50,23 @@ cases:
 	}
 	if len(results) != 2 || len(results[0].Problems) != 6 || len(results[1].Problems) != 0 {
 		t.Fatalf("results %+v", results)
+	}
+}
+
+// TestRunRefusesWhatCannotBeMeant: mistakes in a table are errors, not passes.
+func TestRunRefusesWhatCannotBeMeant(t *testing.T) {
+	const pre = "policy: |\n  issuers: [{betterAuthURL: https://auth.example.com}]\n  default: authenticated\n"
+	for doc, want := range map[string]string{
+		pre + "unavailable: [https://other.example.com]\ncases: [{name: a, request: {path: /}, want: {decision: allow}}]\n":             "not an issuer",
+		pre + "cases: [{name: a, request: {path: /}, token: {claims: {exp: '-1 h'}}, want: {decision: deny, reason: token_expired}}]\n": "neither a duration",
+		pre + "cases: [{name: a, request: {path: /, proxy: haproxy}, want: {decision: allow}}]\n":                                       "proxy",
+	} {
+		table, err := decisions.Parse([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := table.Run(context.Background()); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want it to mention %q", err, want)
+		}
 	}
 }

@@ -26,13 +26,13 @@ func NewSnapshot(p *policy.Policy, keys KeysFor, base token.Config) (*Snapshot, 
 	}
 	cfg.Leeway = p.Leeway
 	if p.Leeway == 0 {
-		cfg.Leeway = -1 // the policy asked for none
+		cfg.Leeway = token.NoLeeway // the policy asked for none
 	}
-	cfg.Claims = nil
+	cfg.KeepClaims = nil
 	if !p.AllClaims {
 		// Keep only the claims the policy reads, plus sub and uuid for Envoy's
 		// dynamic metadata.
-		cfg.Claims = append(slices.Clone(p.ClaimNames), "sub", "uuid")
+		cfg.KeepClaims = append(slices.Clone(p.ClaimNames), "sub", "uuid")
 	}
 	v, err := token.NewVerifier(cfg)
 	if err != nil {

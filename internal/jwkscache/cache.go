@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/betterauth-extauthz/extauthz/internal/jwksurl"
 	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 )
@@ -92,7 +93,7 @@ type Cache struct {
 
 // New validates cfg and returns a Cache that has not fetched anything yet.
 func New(cfg Config) (*Cache, error) {
-	if err := CheckURL(cfg.URL, cfg.AllowInsecure); err != nil {
+	if err := jwksurl.Check(cfg.URL, cfg.AllowInsecure); err != nil {
 		return nil, err
 	}
 	if cfg.RefreshInterval <= 0 {
@@ -111,7 +112,7 @@ func New(cfg Config) (*Cache, error) {
 		cfg.WaitTimeout = DefaultWaitTimeout
 	}
 	if cfg.Name == "" {
-		cfg.Name = RedactURL(cfg.URL)
+		cfg.Name = jwksurl.Redact(cfg.URL)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -125,7 +126,7 @@ func New(cfg Config) (*Cache, error) {
 	}
 	return &Cache{
 		cfg:       cfg,
-		log:       log.With("issuer", cfg.Name, "jwks_url", RedactURL(cfg.URL)),
+		log:       log.With("issuer", cfg.Name, "jwks_url", jwksurl.Redact(cfg.URL)),
 		firstDone: make(chan struct{}),
 		stopped:   make(chan struct{}),
 	}, nil

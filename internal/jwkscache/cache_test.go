@@ -21,6 +21,7 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
 	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
+	"github.com/betterauth-extauthz/extauthz/internal/testkit"
 	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
 )
 
@@ -52,13 +53,7 @@ func TestRefreshPicksUpNewKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Set(http.StatusOK, tokentest.JWKS(k1, k2))
-	deadline := time.Now().Add(5 * time.Second)
-	for len(c.Keys()) != 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("background refresh never saw k2")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, "background refresh sees k2", 5*time.Second, func() bool { return len(c.Keys()) == 2 })
 }
 
 func TestRotationUnknownKidRefetchesOnce(t *testing.T) {
@@ -137,9 +132,7 @@ func TestOutageKeepsKeysUntilMaxStale(t *testing.T) {
 	c := start(t, jwkscache.Config{URL: srv.URL, RefreshInterval: 20 * time.Millisecond, MaxStale: time.Hour, Now: clk.Now})
 	srv.Set(http.StatusServiceUnavailable, []byte("down"))
 	hits := srv.Hits()
-	for srv.Hits() < hits+3 { // several failed refreshes
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, "several failed refreshes", 5*time.Second, func() bool { return srv.Hits() >= hits+3 })
 	clk.Add(59 * time.Minute)
 	if _, err := c.Lookup(context.Background(), "k1"); err != nil {
 		t.Fatalf("stale but within maxStale: %v", err)
@@ -150,16 +143,10 @@ func TestOutageKeepsKeysUntilMaxStale(t *testing.T) {
 	}
 	// Recovery: the endpoint comes back and keys return.
 	srv.Set(http.StatusOK, tokentest.JWKS(k1))
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := c.Lookup(context.Background(), "k1"); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("keys did not come back after the outage")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, "keys come back after the outage", 5*time.Second, func() bool {
+		_, err := c.Lookup(context.Background(), "k1")
+		return err == nil
+	})
 }
 
 func TestBadBodiesNeverReplaceGoodKeys(t *testing.T) {
@@ -182,9 +169,7 @@ func TestBadBodiesNeverReplaceGoodKeys(t *testing.T) {
 			c := start(t, jwkscache.Config{URL: srv.URL, RefreshInterval: 20 * time.Millisecond})
 			srv.Set(b.status, b.body)
 			hits := srv.Hits()
-			for srv.Hits() < hits+2 {
-				time.Sleep(5 * time.Millisecond)
-			}
+			testkit.Eventually(t, "two refreshes of the bad body", 5*time.Second, func() bool { return srv.Hits() >= hits+2 })
 			if _, err := c.Lookup(context.Background(), "k1"); err != nil {
 				t.Fatalf("good key lost: %v", err)
 			}
@@ -210,29 +195,6 @@ func TestUnreachableEndpoint(t *testing.T) {
 	}
 }
 
-func TestHTTPSRequired(t *testing.T) {
-	cases := []struct {
-		url      string
-		insecure bool
-		ok       bool
-	}{
-		{"https://auth.example.com/api/auth/jwks", false, true},
-		{"http://auth.example.com/api/auth/jwks", false, false},
-		{"http://auth.example.com/api/auth/jwks", true, true},
-		{"http://127.0.0.1:3000/api/auth/jwks", false, true},
-		{"http://localhost:3000/api/auth/jwks", false, true},
-		{"http://[::1]:3000/api/auth/jwks", false, true},
-		{"http://127.0.0.1.evil.com/api/auth/jwks", false, false},
-		{"ftp://auth.example.com/jwks", true, false},
-		{"/api/auth/jwks", false, false},
-	}
-	for _, tc := range cases {
-		if err := jwkscache.CheckURL(tc.url, tc.insecure); (err == nil) != tc.ok {
-			t.Errorf("CheckURL(%q, %v) = %v, want ok=%v", tc.url, tc.insecure, err, tc.ok)
-		}
-	}
-}
-
 func TestTooManyKeysKeepsTheLastGoodSet(t *testing.T) {
 	k := tokentest.NewKey(jwa.EdDSA, "k1")
 	srv := tokentest.NewJWKSServer(t, tokentest.JWKS(k))
@@ -242,7 +204,8 @@ func TestTooManyKeysKeepsTheLastGoodSet(t *testing.T) {
 		keys[i] = tokentest.NewKey(jwa.EdDSA, fmt.Sprint("n", i))
 	}
 	srv.Set(200, tokentest.JWKS(keys...))
-	time.Sleep(150 * time.Millisecond)
+	hits := srv.Hits()
+	testkit.Eventually(t, "two refreshes of the oversized set", 5*time.Second, func() bool { return srv.Hits() >= hits+2 })
 	if got, err := c.Lookup(context.Background(), "k1"); err != nil || got == nil {
 		t.Fatalf("lost the good key: %v", err)
 	}
@@ -271,32 +234,4 @@ func redirectClient(srv *httptest.Server) *http.Client {
 	c := jwkscache.NewHTTPClient(time.Second, false)
 	c.Transport = srv.Client().Transport
 	return c
-}
-
-func TestRedactURL(t *testing.T) {
-	cases := map[string]string{
-		"https://user:secret@auth.example.com/api/auth/jwks?token=abc#x": "https://auth.example.com/api/auth/jwks",
-		"https://auth.example.com/api/auth/jwks":                         "https://auth.example.com/api/auth/jwks",
-		"http://[::1]:3000/jwks?":                                        "http://[::1]:3000/jwks",
-		"::not a url":                                                    "(unparsable url)",
-	}
-	for in, want := range cases {
-		if got := jwkscache.RedactURL(in); got != want {
-			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
-		}
-	}
-	srv := tokentest.NewJWKSServer(t, nil)
-	srv.Set(500, nil)
-	_, _, err := jwkscache.Fetch(context.Background(), "http://u:secret@"+strings.TrimPrefix(srv.URL, "http://")+"/jwks?key=hunter2", false, time.Second)
-	if err == nil || strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "hunter2") {
-		t.Fatalf("fetch error leaks credentials: %v", err)
-	}
-	err = jwkscache.CheckURL("http://u:secret@auth.example.com/jwks?key=hunter2", false)
-	if err == nil || strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "hunter2") {
-		t.Fatalf("CheckURL error leaks credentials: %v", err)
-	}
-	_, _, err = jwkscache.Fetch(context.Background(), "http://u:secret@127.0.0.1:1/jwks?key=hunter2", false, time.Second)
-	if err == nil || strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "hunter2") {
-		t.Fatalf("connection error leaks credentials: %v", err)
-	}
 }

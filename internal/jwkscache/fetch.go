@@ -9,13 +9,14 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/betterauth-extauthz/extauthz/internal/jwksurl"
 	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 )
 
 // Fetch downloads and parses a JWKS once, with the same checks as a Cache (HTTPS
 // rule, size limit, key filtering). The CLI's verify-jwks uses it.
 func Fetch(ctx context.Context, rawURL string, allowInsecure bool, timeout time.Duration) (keys keyset.Static, skipped []string, err error) {
-	if err := CheckURL(rawURL, allowInsecure); err != nil {
+	if err := jwksurl.Check(rawURL, allowInsecure); err != nil {
 		return nil, nil, err
 	}
 	if timeout <= 0 {
@@ -32,13 +33,13 @@ func fetchKeys(ctx context.Context, client *http.Client, rawURL string) (keyset.
 		return nil, nil, err
 	}
 	req.Header.Set("Accept", "application/json")
-	shown := RedactURL(rawURL)
+	shown := jwksurl.Redact(rawURL)
 	resp, err := client.Do(req)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			// Its message quotes the URL (of the last redirect, too) in full.
-			ue.URL = RedactURL(ue.URL)
+			ue.URL = jwksurl.Redact(ue.URL)
 		}
 		return nil, nil, err
 	}

@@ -47,7 +47,14 @@ type Config struct {
 	Log *slog.Logger
 	// Component names the event source; "extauthz" when empty.
 	Component string
+	// SyncTimeout bounds the first list of the ConfigMap; DefaultSyncTimeout when
+	// zero. Past it, Run fails: the API server cannot be reached, or RBAC forbids
+	// reading the ConfigMap, and a Pod that says so beats one that is never ready.
+	SyncTimeout time.Duration
 }
+
+// DefaultSyncTimeout bounds the first list of the ConfigMap.
+const DefaultSyncTimeout = 30 * time.Second
 
 // ConfigMap is a reload.Source: it applies one ConfigMap's policy key on every
 // change and records what became of it as Events on the ConfigMap.
@@ -75,6 +82,9 @@ func NewConfigMap(cfg Config) (*ConfigMap, error) {
 	if cfg.Component == "" {
 		cfg.Component = "extauthz"
 	}
+	if cfg.SyncTimeout <= 0 {
+		cfg.SyncTimeout = DefaultSyncTimeout
+	}
 	cs, err := kubernetes.NewForConfig(cfg.REST)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
@@ -93,9 +103,9 @@ func RESTConfig(kubeconfig string) (*rest.Config, error) {
 
 // Run watches until ctx ends. The informer lists and watches exactly one object (a
 // field selector on metadata.name), which is what lets the Role name the ConfigMap
-// in resourceNames instead of granting every ConfigMap in the namespace. The
-// informer retries a failing API server itself, so Run fails only when it cannot
-// set up the watch.
+// in resourceNames instead of granting every ConfigMap in the namespace. Run fails
+// when the first list does not succeed within SyncTimeout; after that the
+// informer rides out API server outages itself.
 func (c *ConfigMap) Run(ctx context.Context, apply reload.ApplyFunc) error {
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events(c.cfg.Namespace)})
@@ -130,9 +140,25 @@ func (c *ConfigMap) Run(ctx context.Context, apply reload.ApplyFunc) error {
 	if err != nil {
 		return fmt.Errorf("watching %s: %w", c.source, err)
 	}
-	factory.Start(ctx.Done())
+	// The informers stop when rctx ends; Shutdown waits for them, so rctx is
+	// cancelled first on every return (defers run last-in, first-out).
+	rctx, stop := context.WithCancel(ctx)
+	factory.Start(rctx.Done())
+	defer factory.Shutdown()
+	defer stop()
+	sctx, cancel := context.WithTimeout(ctx, c.cfg.SyncTimeout)
+	synced := cache.WaitForCacheSync(sctx.Done(), inf.HasSynced)
+	cancel()
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case !synced:
+		return fmt.Errorf("watching %s: could not list it within %s (is the API server reachable, and may this service account get, list and watch it?)", c.source, c.cfg.SyncTimeout)
+	case len(inf.GetStore().List()) == 0:
+		// It may be created later (GitOps order); until then extauthz is not ready.
+		c.cfg.Log.Error("policy ConfigMap not found; not ready until it exists", "source", c.source)
+	}
 	<-ctx.Done()
-	factory.Shutdown()
 	return nil
 }
 

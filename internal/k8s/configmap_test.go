@@ -5,6 +5,8 @@ package k8s_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +25,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/betterauth-extauthz/extauthz/internal/k8s"
+	"github.com/betterauth-extauthz/extauthz/internal/reload"
 	"github.com/betterauth-extauthz/extauthz/internal/testkit"
 )
 
@@ -245,5 +248,31 @@ func TestShippedRoleIsEnoughAndNoMore(t *testing.T) {
 		if !apierrors.IsForbidden(err) {
 			t.Errorf("%s: %v, want Forbidden", what, err)
 		}
+	}
+}
+
+// TestUnreadableConfigMapFailsTheSource: a service account that may not read the
+// ConfigMap (no Role bound) makes the source fail within SyncTimeout, so serve
+// exits and the Pod shows why, instead of never becoming ready.
+func TestUnreadableConfigMapFailsTheSource(t *testing.T) {
+	ns := namespace(t)
+	putPolicy(t, ns, "policy", policy(1))
+	sa := rest.CopyConfig(admin)
+	sa.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":nobody"}
+	src, err := k8s.NewConfigMap(k8s.Config{Namespace: ns, Name: "policy", REST: sa, SyncTimeout: 2 * time.Second,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = src.Run(context.Background(), func(context.Context, reload.Update) reload.Outcome {
+		t.Error("a document arrived without permission to read it")
+		return reload.Outcome{}
+	})
+	if err == nil || !strings.Contains(err.Error(), "could not list it") {
+		t.Fatalf("Run: %v", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("failed after %s, want about the 2s SyncTimeout", took)
 	}
 }

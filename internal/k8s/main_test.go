@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -48,7 +46,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	key := tokentest.NewKey(jwa.EdDSA, "k1")
-	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(tokentest.JWKS(key)) }))
+	jwks := tokentest.StartJWKSServer(tokentest.JWKS(key))
 	jwksURL = jwks.URL
 	env := &envtest.Environment{}
 	start := time.Now()

@@ -13,7 +13,7 @@ import (
 	"github.com/google/cel-go/cel"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
-	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
+	"github.com/betterauth-extauthz/extauthz/internal/jwksurl"
 	"github.com/betterauth-extauthz/extauthz/internal/token"
 )
 
@@ -183,7 +183,7 @@ func resolveIssuer(ic IssuerConfig) (Issuer, error) {
 	if ic.BetterAuthURL != "" {
 		u, err := url.Parse(ic.BetterAuthURL)
 		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-			return is, fmt.Errorf("betterAuthURL: %q is not an absolute http(s) URL", jwkscache.RedactURL(ic.BetterAuthURL))
+			return is, fmt.Errorf("betterAuthURL: %q is not an absolute http(s) URL", jwksurl.Redact(ic.BetterAuthURL))
 		}
 		// Better Auth's jwt plugin defaults iss and aud to the ORIGIN of baseURL.
 		origin := u.Scheme + "://" + u.Host
@@ -213,7 +213,7 @@ func resolveIssuer(ic IssuerConfig) (Issuer, error) {
 	if is.JWKSURL == "" {
 		return is, errors.New("jwksURL: set betterAuthURL or jwksURL")
 	}
-	if err := jwkscache.CheckURL(is.JWKSURL, is.AllowInsecureJWKS); err != nil {
+	if err := jwksurl.Check(is.JWKSURL, is.AllowInsecureJWKS); err != nil {
 		return is, fmt.Errorf("jwksURL: %w", err)
 	}
 	if len(ic.Algorithms) == 0 {

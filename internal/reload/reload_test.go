@@ -168,7 +168,7 @@ func TestFileSourceFollowsKubeletSwap(t *testing.T) {
 	kubeletWrite(t, dir, policyDoc(true, is), 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, reload.File{Path: filepath.Join(dir, "policy.yaml")}) }()
+	go func() { done <- r.Run(ctx, mustFile(t, filepath.Join(dir, "policy.yaml"))) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -205,7 +205,7 @@ func TestSources(t *testing.T) {
 		t.Fatal("a refused static document did not fail the source")
 	}
 	// A directory that cannot be watched fails the file source at once.
-	if err := r.Run(ctx, reload.File{Path: filepath.Join(t.TempDir(), "missing", "policy.yaml")}); err == nil {
+	if err := r.Run(ctx, mustFile(t, filepath.Join(t.TempDir(), "missing", "policy.yaml"))); err == nil {
 		t.Fatal("an unwatchable file did not fail the source")
 	}
 	// A source's own failure is a rejection like a bad document: counted, old policy kept.
@@ -226,4 +226,13 @@ func TestSources(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("static source: %v", err)
 	}
+}
+
+func mustFile(t *testing.T, path string) *reload.File {
+	t.Helper()
+	f, err := reload.NewFile(reload.FileConfig{Path: path, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

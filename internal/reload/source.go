@@ -61,9 +61,10 @@ type Static struct {
 }
 
 // Run applies the document once and waits for ctx. A fixed document that is
-// refused can never be fixed, so that is an error.
+// refused can never be fixed, so that is an error (unless ctx ended meanwhile:
+// a shutdown during the first key wait is not the document's fault).
 func (s Static) Run(ctx context.Context, apply ApplyFunc) error {
-	if out := apply(ctx, Update{Source: s.Name, Doc: s.Doc}); out.Result == Rejected {
+	if out := apply(ctx, Update{Source: s.Name, Doc: s.Doc}); out.Result == Rejected && ctx.Err() == nil {
 		return out.Err
 	}
 	<-ctx.Done()

@@ -64,6 +64,9 @@ type Server struct {
 	draining atomic.Bool
 	health   *health.Server
 
+	grpcDoor *authz.GRPC
+	httpDoor *authz.HTTP
+
 	grpcLn, httpLn, adminLn net.Listener
 }
 
@@ -85,7 +88,14 @@ func New(cfg Config) (*Server, error) {
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	s := &Server{cfg: cfg, engine: cfg.Engine, metrics: cfg.Metrics, gatherer: cfg.Gatherer, log: cfg.Log, health: health.NewServer()}
+	front := authz.Config{Engine: cfg.Engine, Realm: cfg.Realm}
 	var err error
+	if s.grpcDoor, err = authz.NewGRPC(front); err != nil {
+		return nil, err
+	}
+	if s.httpDoor, err = authz.NewHTTP(front); err != nil {
+		return nil, err
+	}
 	if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("grpc listener: %w", err)
 	}
@@ -112,12 +122,11 @@ func (s *Server) Ready() bool { return !s.draining.Load() && s.engine.Ready() }
 // Run serves until ctx ends, then shuts down gracefully.
 func (s *Server) Run(ctx context.Context) error {
 	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(authz.Recover(s.engine)))
-	front := authz.Config{Engine: s.engine, Realm: s.cfg.Realm}
-	authv3.RegisterAuthorizationServer(gs, authz.NewGRPC(front))
+	authv3.RegisterAuthorizationServer(gs, s.grpcDoor)
 	healthpb.RegisterHealthServer(gs, s.health)
 
 	checkSrv := &http.Server{
-		Handler:           authz.NewHTTP(front),
+		Handler:           s.httpDoor,
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,

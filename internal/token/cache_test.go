@@ -247,7 +247,7 @@ func TestWithClaimsKeepsOnlyThose(t *testing.T) {
 	ring := newKeyring(t, k1)
 	clk := tokentest.NewClock(now)
 	c := token.NewCache(token.CacheConfig{})
-	v, err := token.NewVerifier(token.Config{Issuers: []token.Issuer{{Issuer: iss, Audiences: []string{iss}, Keys: ring}}, Now: clk.Now, Cache: c, Claims: []string{"uuid", "sub", "uuid"}})
+	v, err := token.NewVerifier(token.Config{Issuers: []token.Issuer{{Issuer: iss, Audiences: []string{iss}, Keys: ring}}, Now: clk.Now, Cache: c, KeepClaims: []string{"uuid", "sub", "uuid"}})
 	if err != nil {
 		t.Fatal(err)
 	}

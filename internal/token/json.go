@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
 )
@@ -48,7 +49,7 @@ func decodeObject(data []byte) (map[string]any, error) {
 }
 
 // duplicateMembers scans JSON text for a member name that appears twice in one
-// object, at any depth, or that holds an escape: "\u0061lg" is alg to a decoder,
+// object, at any depth, that is not UTF-8, or that holds an escape: "\u0061lg" is alg to a decoder,
 // and comparing raw bytes would miss it. Better Auth (JSON.stringify) never
 // escapes a name it can write plainly. Text that is not JSON is left to the decoder
 // to refuse. The caller has checked the depth with tooDeep.
@@ -73,6 +74,11 @@ func duplicateMembers(data []byte) error {
 				name := data[i+1 : end]
 				if bytes.IndexByte(name, '\\') >= 0 {
 					return fmt.Errorf("%w %q", errEscapedMember, reason.Clip(string(name), 64))
+				}
+				if !utf8.Valid(name) {
+					// The decoder would turn each bad byte into U+FFFD: two different
+					// raw names could become one.
+					return errors.New("member name is not UTF-8")
 				}
 				for _, s := range names[stack[depth-1].first:] {
 					if bytes.Equal(data[s.from:s.to], name) {

@@ -45,6 +45,7 @@ func TestStrictJSON(t *testing.T) {
 		{"duplicate member in an object in an array", hdr, body(`,"x":[{"a":1,"b":{"a":2},"a":3}]`), reason.TokenMalformed},
 		{"same name in sibling objects", hdr, body(`,"x":[{"a":1},{"a":2}],"y":{"a":{"a":1}}`), ""},
 		{"names inside string values", hdr, body(`,"v":"\"sub\":1,{\"sub\":2","w":["sub","sub"]`), ""},
+		{"names that differ only in bytes that are not UTF-8", hdr, body(",\"a\xff\":1,\"a\xfe\":2"), reason.TokenMalformed},
 		{"escaped member name", hdr, body(`,"\u0073ub2":"x"`), reason.TokenMalformed},
 		{"escaped duplicate of sub", hdr, body(`,"su\u0062":"admin"`), reason.TokenMalformed},
 		{"escaped header member", `{"alg":"EdDSA","kid":"ed-1","\u0061lg":"none"}`, body(""), reason.TokenMalformed},

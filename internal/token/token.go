@@ -33,6 +33,8 @@ const (
 	MaxHeaderSize = 1 << 10
 	// DefaultLeeway absorbs clock skew between Better Auth and us.
 	DefaultLeeway = 30 * time.Second
+	// NoLeeway, as Config.Leeway, allows no clock skew at all.
+	NoLeeway time.Duration = -1
 )
 
 // DefaultAlgorithms is the allow-list used when an issuer names none: every
@@ -87,12 +89,12 @@ type Config struct {
 	// Issuers are the Better Auth deployments whose tokens verify.
 	Issuers []Issuer
 	// Leeway is the clock skew allowed for exp, nbf and iat: DefaultLeeway when
-	// zero, none when negative.
+	// zero; NoLeeway (or any negative value) allows none.
 	Leeway time.Duration
-	// Claims, when not nil, are the only claims kept of verified tokens. Policies
+	// KeepClaims, when not nil, are the only claims kept of verified tokens. Policies
 	// read a few claims; keeping just those is what lets the cache hold 100k tokens
 	// in little memory, and it keeps less personal data in memory.
-	Claims []string
+	KeepClaims []string
 	// Cache reuses verifications (nil: none). One Cache can serve successive
 	// Verifiers, so a policy reload does not make every token cold again.
 	Cache *Cache
@@ -113,8 +115,8 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if v.now == nil {
 		v.now = time.Now
 	}
-	if cfg.Claims != nil {
-		v.keep = slices.Clone(cfg.Claims)
+	if cfg.KeepClaims != nil {
+		v.keep = slices.Clone(cfg.KeepClaims)
 		slices.Sort(v.keep)
 		v.keep = slices.Compact(v.keep)
 	}

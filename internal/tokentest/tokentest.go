@@ -177,6 +177,14 @@ type JWKSServer struct {
 
 // NewJWKSServer serves body with status 200 until the test ends.
 func NewJWKSServer(t testing.TB, body []byte) *JWKSServer {
+	s := StartJWKSServer(body)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// StartJWKSServer is NewJWKSServer for code without a testing.TB (a TestMain, a
+// benchmark command); the caller closes it.
+func StartJWKSServer(body []byte) *JWKSServer {
 	s := &JWKSServer{body: body, status: http.StatusOK}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		s.hits.Add(1)
@@ -187,7 +195,6 @@ func NewJWKSServer(t testing.TB, body []byte) *JWKSServer {
 		w.WriteHeader(status)
 		_, _ = w.Write(body)
 	}))
-	t.Cleanup(s.Close)
 	return s
 }
 

@@ -76,8 +76,9 @@ func (pg *Postgres) Query(sql string) (string, error) {
 		"-h", "127.0.0.1", "-p", fmt.Sprint(pg.port), "-U", "postgres", "-c", sql)
 }
 
-// StartExampleBetterAuth migrates pg the way examples/better-auth says (migrate.js:
-// Better Auth's tables, then schema.sql) and serves the example on a free port.
+// StartExampleBetterAuth migrates pg the way examples/better-auth says (migrate.ts,
+// compiled: Better Auth's tables, then schema.sql) and serves the example on a free
+// port.
 func StartExampleBetterAuth(t Tools, dir string, pg *Postgres) (*BetterAuth, error) {
 	if t.ExampleBetterAuthBuild == "" {
 		return nil, fmt.Errorf("E2E_EXAMPLE_BETTERAUTH is not set")
