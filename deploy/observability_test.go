@@ -131,7 +131,13 @@ func scrapeExercised(t *testing.T) map[string]bool {
 	key := tokentest.NewKey(jwa.EdDSA, "k1")
 	jwks := tokentest.NewJWKSServer(t, tokentest.JWKS(key))
 	cfg := filepath.Join(dir, "policy.yaml")
-	doc := fmt.Sprintf("issuers: [{betterAuthURL: %s}]\nrules: [{name: tasks, paths: ['/api/{id}/tasks'], owner: {param: id, claim: uuid}}]\n", jwks.URL)
+	// A revocation feed with nothing revoked, so that its metrics are exported too.
+	feed := tokentest.NewJWKSServer(t, []byte(`{"cursor":"","entries":[]}`))
+	secret := filepath.Join(dir, "feed-secret")
+	if err := os.WriteFile(secret, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doc := fmt.Sprintf("issuers: [{betterAuthURL: %s, revocation: {feedURL: %s, secretFile: %s, requireSession: false}}]\nrules: [{name: tasks, paths: ['/api/{id}/tasks'], owner: {param: id, claim: uuid}}]\n", jwks.URL, feed.URL, secret)
 	if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}

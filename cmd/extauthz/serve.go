@@ -22,6 +22,7 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/k8s"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 	"github.com/betterauth-extauthz/extauthz/internal/reload"
+	"github.com/betterauth-extauthz/extauthz/internal/revocation"
 	"github.com/betterauth-extauthz/extauthz/internal/server"
 	"github.com/betterauth-extauthz/extauthz/internal/token"
 )
@@ -107,7 +108,11 @@ func cmdServe(args []string, stderr io.Writer) error {
 	// The engine starts with no policy: until one is applied it is not ready and
 	// denies everything.
 	e := engine.New(engine.Config{Metrics: m, Log: log})
-	rcfg := reload.Config{Engine: e, Pool: jwkscache.NewPool(ctx, jwkscache.PoolConfig{Metrics: m}), Metrics: m, Log: log}
+	rcfg := reload.Config{
+		Engine: e, Metrics: m, Log: log,
+		Pool:  jwkscache.NewPool(ctx, jwkscache.PoolConfig{Metrics: m}),
+		Feeds: revocation.NewPool(ctx, revocation.PoolConfig{Metrics: m}),
+	}
 	if f.cacheEntries > 0 {
 		// One cache for the process: a policy reload keeps the tokens of unchanged issuers warm.
 		cache := token.NewCache(token.CacheConfig{MaxEntries: f.cacheEntries, MaxBytes: f.cacheBytes})

@@ -58,7 +58,21 @@ type Table struct {
 	Now time.Time `yaml:"now"`
 	// Unavailable issuers have a JWKS that is down: their tokens get jwks_unavailable.
 	Unavailable []string `yaml:"unavailable"`
-	Cases       []Case   `yaml:"cases"`
+	// Revocation gives issuers a revocation feed in a known state, by issuer.
+	Revocation map[string]Revoked `yaml:"revocation"`
+	Cases      []Case             `yaml:"cases"`
+}
+
+// Revoked is what an issuer's revocation feed has said.
+type Revoked struct {
+	// Sessions that were signed out or revoked (sid values).
+	Sessions []string `yaml:"sessions"`
+	// Users whose every session was revoked, with when: a duration from now ("-1m").
+	Users map[string]string `yaml:"users"`
+	// Bans: user ids, with when the ban ends (a duration from now), "" for never.
+	Bans map[string]string `yaml:"bans"`
+	// Stale: the feed has not answered for longer than its maxStale.
+	Stale bool `yaml:"stale"`
 }
 
 // Case is one request and the decision it must get.
@@ -189,6 +203,19 @@ func (t *Table) Run(ctx context.Context) ([]Result, error) {
 	snap, err := engine.NewSnapshot(p, keys, token.Config{Now: func() time.Time { return t.Now }})
 	if err != nil {
 		return nil, err
+	}
+	for iss, rv := range t.Revocation {
+		if !slices.ContainsFunc(p.Issuers, func(is policy.Issuer) bool { return is.Issuer == iss }) {
+			return nil, fmt.Errorf("revocation: %q is not an issuer of the policy", iss)
+		}
+		c, err := rv.checker(t.Now)
+		if err != nil {
+			return nil, fmt.Errorf("revocation[%q]: %w", iss, err)
+		}
+		if snap.Revocations == nil {
+			snap.Revocations = map[string]engine.RevocationChecker{}
+		}
+		snap.Revocations[iss] = c
 	}
 	e := engine.New(engine.Config{})
 	e.Swap(snap)

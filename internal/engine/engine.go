@@ -85,6 +85,11 @@ type Decision struct {
 type Snapshot struct {
 	Policy   *policy.Policy
 	Verifier *token.Verifier
+	// Now is the clock account checks (bans, token age) use; the verifier's.
+	Now func() time.Time
+	// Revocations holds, by issuer, what says whether a token was revoked since it
+	// was issued (issuers with a revocation feed only).
+	Revocations map[string]RevocationChecker
 	// Ready is closed when every issuer's first JWKS fetch has finished.
 	Ready <-chan struct{}
 }
@@ -219,6 +224,11 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 			re = reason.Wrap(reason.TokenMalformed, "unclassified verification error", err)
 		}
 		return deny(re.Code, re.Message(), ruleName, re.Code != reason.TokenMissing)
+	}
+	if code, detail := s.checkAccount(claims, rule); code != "" {
+		d := deny(code, detail, ruleName, true)
+		d.Claims = claims
+		return d
 	}
 	if rule != nil {
 		if code, detail := rule.Authorize(&claims.Values, preq, params); code != "" {

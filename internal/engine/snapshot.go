@@ -2,6 +2,7 @@ package engine
 
 import (
 	"slices"
+	"time"
 
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
 	"github.com/betterauth-extauthz/extauthz/internal/token"
@@ -31,12 +32,16 @@ func NewSnapshot(p *policy.Policy, keys KeysFor, base token.Config) (*Snapshot, 
 	cfg.KeepClaims = nil
 	if !p.AllClaims {
 		// Keep only the claims the policy reads, plus sub and uuid for Envoy's
-		// dynamic metadata.
-		cfg.KeepClaims = append(slices.Clone(p.ClaimNames), "sub", "uuid")
+		// dynamic metadata and those the account checks read.
+		cfg.KeepClaims = append(slices.Clone(p.ClaimNames), "sub", "uuid", "sid", "banned", "banExpires")
 	}
 	v, err := token.NewVerifier(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &Snapshot{Policy: p, Verifier: v}, nil
+	now := base.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Snapshot{Policy: p, Verifier: v, Now: now}, nil
 }

@@ -39,6 +39,7 @@ type Recorder struct {
 	policyReloads   *prometheus.CounterVec
 	ready           prometheus.Gauge
 	buildInfo       *prometheus.GaugeVec
+	revocation      revocationMetrics
 	reg             prometheus.Registerer
 }
 
@@ -94,13 +95,15 @@ func New(reg prometheus.Registerer) *Recorder {
 			Namespace: Namespace, Name: "build_info",
 			Help: "Always 1; labels describe the running build.",
 		}, []string{"version", "goversion"}),
-		reg: reg,
+		revocation: newRevocationMetrics(),
+		reg:        reg,
 	}
 	// Pre-create the panic series so that an alert on their increase sees a zero first.
 	s.panics.WithLabelValues(string(TransportGRPC))
 	s.panics.WithLabelValues(string(TransportHTTP))
 	reg.MustRegister(s.decisions, s.checkDuration, s.jwksRefresh, s.jwksKeys, s.jwksLastSuccess,
 		s.jwksSuppressed, s.jwksSkipped, s.panics, s.policyInfo, s.policyReloads, s.ready, s.buildInfo,
+		s.revocation.age, s.revocation.entries, s.revocation.polls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return s
 }

@@ -3,11 +3,15 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/cel-go/cel"
 	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/operators"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
 )
 
 // celCostLimit bounds the work one condition may do per request, so that a costly
@@ -15,10 +19,22 @@ import (
 const celCostLimit = 10000
 
 func newCELEnv() (*cel.Env, error) {
+	claimsType := cel.MapType(cel.StringType, cel.DynType)
 	env, err := cel.NewEnv(
-		cel.Variable("claims", cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable("claims", claimsType),
 		cel.Variable("request", cel.MapType(cel.StringType, cel.StringType)),
 		cel.Variable("params", cel.MapType(cel.StringType, cel.StringType)),
+		// Better Auth joins several roles with ",": claims.role == "admin" is false
+		// for "admin,user". roles() splits them, hasRole() asks for one.
+		cel.Function("roles", cel.Overload("roles_claims", []*cel.Type{claimsType}, cel.ListType(cel.StringType),
+			cel.UnaryBinding(func(c ref.Val) ref.Val {
+				return types.NewStringList(types.DefaultTypeAdapter, rolesOf(c))
+			}))),
+		cel.Function("hasRole", cel.Overload("hasRole_claims_string", []*cel.Type{claimsType, cel.StringType}, cel.BoolType,
+			cel.BinaryBinding(func(c, role ref.Val) ref.Val {
+				want, _ := role.Value().(string)
+				return types.Bool(slices.Contains(rolesOf(c), want))
+			}))),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("cel environment: %w", err)
@@ -28,6 +44,19 @@ func newCELEnv() (*cel.Env, error) {
 
 // compileCondition parses and type-checks expr once; it must yield a bool. It also
 // returns the claims the expression reads, and whether it may read any claim.
+// rolesOf splits the role claim of a CEL claims map (see SplitRoles).
+func rolesOf(c ref.Val) []string {
+	m, ok := c.(traits.Mapper)
+	if !ok {
+		return nil
+	}
+	v, found := m.Find(types.String("role"))
+	if !found || v == nil {
+		return nil
+	}
+	return SplitRoles(v.Value())
+}
+
 func compileCondition(env *cel.Env, expr string) (prg cel.Program, claims []string, anyClaim bool, err error) {
 	checked, iss := env.Compile(expr)
 	if iss.Err() != nil {
@@ -72,6 +101,11 @@ func claimsRead(e celast.Expr) (names []string, anyClaim bool) {
 		case celast.CallKind:
 			c := x.AsCall()
 			args := c.Args()
+			if fn := c.FunctionName(); (fn == "roles" || fn == "hasRole") && len(args) > 0 && isClaims(args[0]) {
+				names = append(names, "role")
+				named[args[0].ID()] = true
+				return
+			}
 			if len(args) != 2 {
 				return
 			}

@@ -43,6 +43,16 @@ type Issuer struct {
 	RefreshInterval   time.Duration
 	RefetchCooldown   time.Duration
 	MaxStale          time.Duration
+	// Revocation is the issuer's revocation feed, or nil.
+	Revocation *Revocation
+}
+
+// Revocation is a validated RevocationConfig, defaults applied by the consumer.
+type Revocation struct {
+	FeedURL, SecretFile     string
+	PollInterval, MaxStale  time.Duration
+	FailOpen, AllowInsecure bool
+	RequireSession          bool
 }
 
 // IdentityHeader injects one claim as one header.
@@ -163,6 +173,15 @@ func claimsUsed(p *Policy) ([]string, bool) {
 		if r.Owner != nil {
 			names = append(names, r.Owner.Claim)
 		}
+		if r.Org != nil {
+			names = append(names, r.Org.Claim)
+		}
+		if r.RequireVerifiedEmail {
+			names = append(names, "emailVerified")
+		}
+		if r.DenyAnonymous {
+			names = append(names, "isAnonymous")
+		}
 		names = append(names, r.whenClaims...)
 		all = all || r.whenAnyClaim
 	}
@@ -212,6 +231,13 @@ func resolveIssuer(ic IssuerConfig) (Issuer, error) {
 	}
 	if is.JWKSURL == "" {
 		return is, errors.New("jwksURL: set betterAuthURL or jwksURL")
+	}
+	if ic.Revocation != nil {
+		r, err := resolveRevocation(*ic.Revocation, ic.BetterAuthURL)
+		if err != nil {
+			return is, fmt.Errorf("revocation.%w", err)
+		}
+		is.Revocation = r
 	}
 	if err := jwksurl.Check(is.JWKSURL, is.AllowInsecureJWKS); err != nil {
 		return is, fmt.Errorf("jwksURL: %w", err)
@@ -275,20 +301,21 @@ func compileRule(env *cel.Env, rc RuleConfig) (*Rule, error) {
 		t.formatSuffix = !rc.Public
 		r.paths = append(r.paths, t)
 	}
-	if rc.Public && (rc.Owner != nil || rc.When != "") {
-		return nil, errors.New("public: a public rule cannot also have owner or when")
+	if rc.Public && (rc.Owner != nil || rc.Org != nil || rc.When != "" || rc.RequireVerifiedEmail || rc.DenyAnonymous || rc.MaxTokenAge != nil) {
+		return nil, errors.New("public: a public rule needs no token, so it cannot also have owner, org, when, requireVerifiedEmail, denyAnonymous or maxTokenAge")
 	}
 	if rc.Owner != nil {
 		if rc.Owner.Param == "" || rc.Owner.Claim == "" {
 			return nil, errors.New("owner: param and claim are both required")
 		}
-		for _, t := range r.paths {
-			if !t.Binds(rc.Owner.Param) {
-				return nil, fmt.Errorf("owner.param: path %q does not bind {%s}", t, rc.Owner.Param)
-			}
+		if err := allBind(r.paths, "owner.param", rc.Owner.Param); err != nil {
+			return nil, err
 		}
 		o := *rc.Owner
 		r.Owner = &o
+	}
+	if err := compileAccountChecks(r, rc); err != nil {
+		return nil, err
 	}
 	if rc.When != "" {
 		prg, claims, anyClaim, err := compileCondition(env, rc.When)
@@ -297,6 +324,76 @@ func compileRule(env *cel.Env, rc RuleConfig) (*Rule, error) {
 		}
 		r.when, r.whenClaims, r.whenAnyClaim = prg, claims, anyClaim
 		r.When = rc.When
+	}
+	return r, nil
+}
+
+func allBind(paths []*Template, field, param string) error {
+	for _, t := range paths {
+		if !t.Binds(param) {
+			return fmt.Errorf("%s: path %q does not bind {%s}", field, t, param)
+		}
+	}
+	return nil
+}
+
+// compileAccountChecks validates the rule's Better Auth account checks: org
+// membership, verified email, anonymous users, token age.
+func compileAccountChecks(r *Rule, rc RuleConfig) error {
+	r.RequireVerifiedEmail, r.DenyAnonymous = rc.RequireVerifiedEmail, rc.DenyAnonymous
+	if rc.MaxTokenAge != nil {
+		if *rc.MaxTokenAge <= 0 {
+			return errors.New("maxTokenAge: must be positive")
+		}
+		r.MaxTokenAge = *rc.MaxTokenAge
+	}
+	if rc.Org == nil {
+		return nil
+	}
+	o := *rc.Org
+	if o.Param == "" {
+		return errors.New("org.param: required")
+	}
+	if o.Claim == "" {
+		o.Claim = "orgs"
+	}
+	if err := allBind(r.paths, "org.param", o.Param); err != nil {
+		return err
+	}
+	for _, role := range o.Roles {
+		if role == "" || strings.ContainsAny(role, ", ") {
+			return fmt.Errorf("org.roles: %q is not one role", role)
+		}
+	}
+	r.Org = &o
+	return nil
+}
+
+func resolveRevocation(rc RevocationConfig, betterAuthURL string) (*Revocation, error) {
+	r := &Revocation{FeedURL: rc.FeedURL, SecretFile: rc.SecretFile, PollInterval: rc.PollInterval, MaxStale: rc.MaxStale,
+		FailOpen: rc.FailOpen, AllowInsecure: rc.AllowInsecure, RequireSession: rc.RequireSession == nil || *rc.RequireSession}
+	if r.FeedURL == "" && betterAuthURL != "" {
+		u, err := url.Parse(betterAuthURL)
+		if err == nil {
+			base := strings.TrimRight(u.Path, "/")
+			if !strings.HasSuffix(base, "/api/auth") {
+				base += "/api/auth"
+			}
+			r.FeedURL = u.Scheme + "://" + u.Host + base + "/extauthz/revocations"
+		}
+	}
+	switch {
+	case r.FeedURL == "":
+		return nil, errors.New("feedURL: set it, or betterAuthURL")
+	case r.SecretFile == "":
+		return nil, errors.New("secretFile: required (the secret shared with the Better Auth plugin)")
+	case r.PollInterval < 0 || r.MaxStale < 0:
+		return nil, errors.New("pollInterval, maxStale: must not be negative")
+	case r.MaxStale > 0 && r.PollInterval > 0 && r.MaxStale < 2*r.PollInterval:
+		return nil, errors.New("maxStale: must be at least two poll intervals")
+	}
+	if err := jwksurl.Check(r.FeedURL, r.AllowInsecure); err != nil {
+		return nil, fmt.Errorf("feedURL: %w", err)
 	}
 	return r, nil
 }

@@ -52,6 +52,28 @@ type IssuerConfig struct {
 	RefetchCooldown time.Duration `yaml:"refetchCooldown"`
 	// MaxStale is how long keys survive a JWKS outage (default 24h).
 	MaxStale time.Duration `yaml:"maxStale"`
+	// Revocation, when set, makes sign-out, session revocation and bans take
+	// effect within seconds: extauthz polls the extauthz plugin's feed in Better
+	// Auth and denies what it lists.
+	Revocation *RevocationConfig `yaml:"revocation"`
+}
+
+// RevocationConfig is one issuer's revocation feed.
+type RevocationConfig struct {
+	// FeedURL defaults to <betterAuthURL>/api/auth/extauthz/revocations.
+	FeedURL string `yaml:"feedURL"`
+	// SecretFile holds the secret shared with the plugin (required).
+	SecretFile string `yaml:"secretFile"`
+	// PollInterval between polls (default 1s); MaxStale before the issuer's
+	// tokens are denied revocation_unavailable (default 30s), unless FailOpen.
+	PollInterval time.Duration `yaml:"pollInterval"`
+	MaxStale     time.Duration `yaml:"maxStale"`
+	FailOpen     bool          `yaml:"failOpen"`
+	// AllowInsecure accepts a plain-http feed on a non-loopback host.
+	AllowInsecure bool `yaml:"allowInsecure"`
+	// RequireSession (default true) denies tokens without a sid claim: without one,
+	// signing out of that session cannot be seen.
+	RequireSession *bool `yaml:"requireSession"`
 }
 
 // IdentityConfig maps response header names to claim names.
@@ -71,7 +93,26 @@ type RuleConfig struct {
 	CaseSensitive bool         `yaml:"caseSensitive"`
 	Public        bool         `yaml:"public"`
 	Owner         *OwnerConfig `yaml:"owner"`
-	When          string       `yaml:"when"`
+	// Org requires membership of the organization a path parameter names.
+	Org  *OrgConfig `yaml:"org"`
+	When string     `yaml:"when"`
+	// RequireVerifiedEmail denies tokens whose emailVerified is not true.
+	RequireVerifiedEmail bool `yaml:"requireVerifiedEmail"`
+	// DenyAnonymous denies Better Auth's anonymous users (isAnonymous: true).
+	DenyAnonymous bool `yaml:"denyAnonymous"`
+	// MaxTokenAge, when set, denies tokens issued longer ago (now - iat), for
+	// sensitive routes.
+	MaxTokenAge *time.Duration `yaml:"maxTokenAge"`
+}
+
+// OrgConfig requires the organization named by a path parameter to be a key of
+// the token's organizations claim, an object {orgId: "role,role"} that a
+// definePayload hook adds; with Roles, one of the member's roles must be listed.
+type OrgConfig struct {
+	Param string `yaml:"param"`
+	// Claim holding the organizations; "orgs" when empty.
+	Claim string   `yaml:"claim"`
+	Roles []string `yaml:"roles"`
 }
 
 // OwnerConfig requires a path parameter to equal a claim.

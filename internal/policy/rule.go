@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/google/cel-go/cel"
 
@@ -17,6 +19,12 @@ type Rule struct {
 	Public bool
 	// Owner, when set, requires a path parameter to equal a claim.
 	Owner *OwnerConfig
+	// Org, when set, requires membership of the organization a parameter names.
+	Org *OrgConfig
+	// RequireVerifiedEmail and DenyAnonymous refuse unverified and anonymous users.
+	RequireVerifiedEmail, DenyAnonymous bool
+	// MaxTokenAge, when positive, bounds now - iat (the engine checks it).
+	MaxTokenAge time.Duration
 	// When is the CEL condition as written ("" when none).
 	When string
 
@@ -80,6 +88,22 @@ func (r *Rule) Authorize(claims ClaimSource, req *Request, ps Params) (reason.Co
 			return reason.OwnerMismatch, fmt.Sprintf("path {%s} is not the token's %s", r.Owner.Param, r.Owner.Claim)
 		}
 	}
+	if r.RequireVerifiedEmail {
+		if v, _ := claims.Get("emailVerified"); v != true {
+			return reason.EmailUnverified, "emailVerified is not true"
+		}
+	}
+	if r.DenyAnonymous {
+		if v, _ := claims.Get("isAnonymous"); v == true {
+			return reason.AnonymousDenied, "isAnonymous is true"
+		}
+	}
+	if r.Org != nil {
+		param, _ := ps.Get(r.Org.Param)
+		if code, detail := orgMember(claims, r.Org, param); code != "" {
+			return code, detail
+		}
+	}
 	if r.when != nil {
 		ok, err := evalCondition(r.when, claims.Map(), req, ps, r.caseSensitive)
 		if err != nil {
@@ -90,6 +114,55 @@ func (r *Rule) Authorize(claims ClaimSource, req *Request, ps Params) (reason.Co
 		}
 	}
 	return "", ""
+}
+
+// orgMember checks that the organization param names is a key of the org claim
+// (compared as OwnerMatches compares), with one of the wanted roles if any.
+func orgMember(claims ClaimSource, o *OrgConfig, param string) (reason.Code, string) {
+	v, _ := claims.Get(o.Claim)
+	orgs, ok := v.(map[string]any)
+	if !ok {
+		return reason.ClaimMissing, fmt.Sprintf("token has no %s object", o.Claim)
+	}
+	for id, roles := range orgs {
+		if !OwnerMatches(param, id) {
+			continue
+		}
+		if len(o.Roles) == 0 {
+			return "", ""
+		}
+		for _, have := range SplitRoles(roles) {
+			if slices.Contains(o.Roles, have) {
+				return "", ""
+			}
+		}
+		return reason.NotMember, fmt.Sprintf("member of {%s} without a role the rule wants", o.Param)
+	}
+	return reason.NotMember, fmt.Sprintf("not a member of the organization {%s}", o.Param)
+}
+
+// SplitRoles reads Better Auth's roles: a string of comma-joined roles ("admin,user",
+// as the admin and organization plugins store several), or a list of strings.
+// Spaces around a role are dropped, and so are empty ones.
+func SplitRoles(v any) []string {
+	var raw []string
+	switch t := v.(type) {
+	case string:
+		raw = strings.Split(t, ",")
+	case []any:
+		for _, e := range t {
+			if s, ok := e.(string); ok {
+				raw = append(raw, s)
+			}
+		}
+	}
+	out := raw[:0]
+	for _, r := range raw {
+		if r = strings.TrimSpace(r); r != "" {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // OwnerMatches compares a path parameter with a claim. Two UUIDs in the canonical

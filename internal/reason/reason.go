@@ -25,6 +25,17 @@ const (
 	IssuerMismatch   Code = "issuer_mismatch"
 	AudienceMismatch Code = "audience_mismatch"
 	JWKSUnavailable  Code = "jwks_unavailable"
+	// UserBanned: the token says its user is banned (Better Auth's admin plugin:
+	// banned, with banExpires absent or ahead), or the revocation feed says so.
+	UserBanned Code = "user_banned"
+	// SessionRevoked: the token's session (sid) was signed out or revoked, or all
+	// of its user's sessions were, after the token was issued.
+	SessionRevoked Code = "session_revoked"
+	// RevocationUnavailable: the issuer's revocation feed has not answered for
+	// longer than its maxStale, so revocations cannot be ruled out.
+	RevocationUnavailable Code = "revocation_unavailable"
+	// TokenTooOld: the rule's maxTokenAge is shorter than now - iat.
+	TokenTooOld Code = "token_too_old"
 )
 
 // Policy codes: the token (if any) was fine but the request is not allowed.
@@ -33,6 +44,13 @@ const (
 	OwnerMismatch  Code = "owner_mismatch"
 	ConditionFalse Code = "condition_false"
 	NoRule         Code = "no_rule"
+	// EmailUnverified: the rule wants emailVerified: true.
+	EmailUnverified Code = "email_unverified"
+	// AnonymousDenied: the rule refuses Better Auth's anonymous users (isAnonymous).
+	AnonymousDenied Code = "anonymous_denied"
+	// NotMember: the org rule's organization is not in the token's orgs claim, or
+	// not with a role the rule wants.
+	NotMember Code = "not_member"
 	// NotReady is used while no valid policy is loaded: the service fails closed.
 	NotReady Code = "not_ready"
 	// InternalError is a request that made extauthz panic; it is denied, counted in
@@ -54,7 +72,9 @@ const (
 var All = []Code{
 	TokenMissing, TokenMalformed, TokenTooLarge, AlgNotAllowed, UnknownKID, SignatureInvalid,
 	TokenExpired, TokenNotYetValid, IssuerMismatch, AudienceMismatch, JWKSUnavailable,
-	ClaimMissing, OwnerMismatch, ConditionFalse, NoRule, NotReady, InternalError,
+	UserBanned, SessionRevoked, RevocationUnavailable, TokenTooOld,
+	ClaimMissing, OwnerMismatch, ConditionFalse, NoRule, EmailUnverified, AnonymousDenied, NotMember,
+	NotReady, InternalError,
 	PathRejected, HostRejected, MethodRejected, HeaderRejected,
 }
 
@@ -63,7 +83,8 @@ var All = []Code{
 func (c Code) Unauthenticated() bool {
 	switch c {
 	case TokenMissing, TokenMalformed, TokenTooLarge, AlgNotAllowed, UnknownKID, SignatureInvalid,
-		TokenExpired, TokenNotYetValid, IssuerMismatch, AudienceMismatch, JWKSUnavailable:
+		TokenExpired, TokenNotYetValid, IssuerMismatch, AudienceMismatch, JWKSUnavailable,
+		UserBanned, SessionRevoked, RevocationUnavailable, TokenTooOld:
 		return true
 	}
 	return false

@@ -17,6 +17,7 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
+	"github.com/betterauth-extauthz/extauthz/internal/revocation"
 	"github.com/betterauth-extauthz/extauthz/internal/token"
 )
 
@@ -29,6 +30,9 @@ const DefaultKeyWait = 10 * time.Second
 type Config struct {
 	Engine *engine.Engine
 	Pool   *jwkscache.Pool
+	// Feeds runs issuers' revocation feeds; a policy with a revocation feed is
+	// refused when it is nil.
+	Feeds *revocation.Pool
 	// Metrics may be nil (nothing recorded).
 	Metrics *metrics.Recorder
 	// Log defaults to slog.Default().
@@ -85,10 +89,11 @@ func (r *Reloader) Apply(ctx context.Context, u Update) Outcome {
 	if err != nil {
 		return r.reject(log, u, err)
 	}
-	snap, caches, err := build(p, r.cfg.Pool, r.cfg.Log, r.cfg.Verifier)
+	b, err := build(p, r.cfg.Pool, r.cfg.Feeds, r.cfg.Log, r.cfg.Verifier)
 	if err != nil {
 		return r.reject(log, u, err)
 	}
+	snap := b.snap
 	// Issuers shared with the old policy reuse their running caches (and keys); new
 	// ones get a moment to fetch theirs, so the swap opens no window without keys.
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.KeyWait)
@@ -99,7 +104,10 @@ func (r *Reloader) Apply(ctx context.Context, u Update) Outcome {
 		return Outcome{Result: Rejected, Hash: r.hash, Err: fmt.Errorf("waiting for keys: %w", err)}
 	}
 	r.cfg.Engine.Swap(snap)
-	r.cfg.Pool.Retain(caches)
+	r.cfg.Pool.Retain(b.caches)
+	if r.cfg.Feeds != nil {
+		r.cfg.Feeds.Retain(b.feeds)
+	}
 	r.hash = p.Hash
 	r.cfg.Metrics.PolicyApplied(u.Source, p.Hash)
 	log.Info("policy applied", "hash", p.Hash, "issuers", len(p.Issuers), "rules", len(p.Rules), "warnings", len(p.Warnings))

@@ -8,13 +8,14 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
 	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
+	"github.com/betterauth-extauthz/extauthz/internal/revocation"
 	"github.com/betterauth-extauthz/extauthz/internal/token"
 )
 
 // build turns a compiled policy into a Snapshot, acquiring a running JWKS cache for
-// each issuer from pool. The returned caches are what the snapshot uses; pass them
-// to pool.Retain after the swap so that caches no policy needs are stopped.
-func build(p *policy.Policy, pool *jwkscache.Pool, log *slog.Logger, base token.Config) (*engine.Snapshot, []*jwkscache.Cache, error) {
+// each issuer from pool, and a running revocation feed from feeds for each issuer
+// that has one.
+func build(p *policy.Policy, pool *jwkscache.Pool, feeds *revocation.Pool, log *slog.Logger, base token.Config) (*built, error) {
 	caches := make(map[string]*jwkscache.Cache, len(p.Issuers))
 	list := make([]*jwkscache.Cache, 0, len(p.Issuers))
 	for _, is := range p.Issuers {
@@ -28,25 +29,59 @@ func build(p *policy.Policy, pool *jwkscache.Pool, log *slog.Logger, base token.
 			Logger:          log,
 		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("issuer %s: %w", is.Issuer, err)
+			return nil, fmt.Errorf("issuer %s: %w", is.Issuer, err)
 		}
 		caches[is.Issuer] = c
 		list = append(list, c)
 	}
 	s, err := engine.NewSnapshot(p, func(is policy.Issuer) token.KeySource { return caches[is.Issuer] }, base)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	s.Ready = allReady(list)
-	return s, list, nil
+	b := &built{snap: s, caches: list}
+	waits := make([]interface{ Ready() <-chan struct{} }, 0, len(list))
+	for _, c := range list {
+		waits = append(waits, c)
+	}
+	for _, is := range p.Issuers {
+		if is.Revocation == nil {
+			continue
+		}
+		if feeds == nil {
+			return nil, fmt.Errorf("issuer %s: revocation is not available here", is.Issuer)
+		}
+		r := is.Revocation
+		f, err := feeds.Acquire(revocation.Config{Issuer: is.Issuer, URL: r.FeedURL, SecretFile: r.SecretFile, AllowInsecure: r.AllowInsecure,
+			PollInterval: r.PollInterval, MaxStale: r.MaxStale, FailOpen: r.FailOpen, Log: log, Now: base.Now})
+		if err != nil {
+			return nil, fmt.Errorf("issuer %s: %w", is.Issuer, err)
+		}
+		if s.Revocations == nil {
+			s.Revocations = map[string]engine.RevocationChecker{}
+		}
+		s.Revocations[is.Issuer] = f
+		b.feeds = append(b.feeds, f)
+		waits = append(waits, f)
+	}
+	s.Ready = allReady(waits)
+	return b, nil
 }
 
-// allReady closes the returned channel when every cache has finished its first fetch.
-func allReady(caches []*jwkscache.Cache) <-chan struct{} {
+// built is a snapshot with the running caches and feeds it uses; pass them to the
+// pools' Retain after the swap so that those no policy needs are stopped.
+type built struct {
+	snap   *engine.Snapshot
+	caches []*jwkscache.Cache
+	feeds  []*revocation.Feed
+}
+
+// allReady closes the returned channel when every cache and feed has finished its
+// first fetch.
+func allReady(waits []interface{ Ready() <-chan struct{} }) <-chan struct{} {
 	ch := make(chan struct{})
 	go func() {
-		for _, c := range caches {
-			<-c.Ready()
+		for _, w := range waits {
+			<-w.Ready()
 		}
 		close(ch)
 	}()

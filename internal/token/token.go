@@ -157,6 +157,8 @@ type Claims struct {
 	KID     string
 	Alg     jwa.SignatureAlgorithm
 	Expiry  time.Time
+	// IssuedAt is iat (zero when the token has none).
+	IssuedAt time.Time
 	// Values holds every claim as decoded JSON (numbers are float64).
 	Values ClaimSet
 }
@@ -296,7 +298,7 @@ func (v *Verifier) checkClaims(c *compact, iss *issuer, key *keyset.Key) (*cache
 	return &cacheEntry{
 		claims: Claims{
 			Issuer: iss.cfg.Issuer, Subject: sub, KID: key.KID, Alg: c.alg,
-			Expiry: tok.Expiration(), Values: set,
+			Expiry: tok.Expiration(), IssuedAt: tok.IssuedAt(), Values: set,
 		},
 		fingerprint: iss.fingerprint, key: key, notBefore: from, notAfter: until,
 		size: set.size(),

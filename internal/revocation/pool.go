@@ -1,0 +1,73 @@
+package revocation
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/betterauth-extauthz/extauthz/internal/metrics"
+)
+
+// PoolConfig configures a Pool.
+type PoolConfig struct {
+	// Metrics, when not nil, is given to every feed whose Config has none.
+	Metrics *metrics.Recorder
+}
+
+// Pool owns the running feeds of a server, so that a policy reload keeps the
+// feeds (and revocations) of issuers whose feed settings did not change.
+type Pool struct {
+	ctx     context.Context
+	metrics *metrics.Recorder
+
+	mu    sync.Mutex
+	feeds map[poolKey]*Feed
+}
+
+type poolKey struct {
+	issuer, url, secretFile string
+	insecure, failOpen      bool
+	poll, stale, retention  time.Duration
+}
+
+// NewPool returns a Pool whose feeds poll until ctx ends.
+func NewPool(ctx context.Context, cfg PoolConfig) *Pool {
+	return &Pool{ctx: ctx, metrics: cfg.Metrics, feeds: map[poolKey]*Feed{}}
+}
+
+// Acquire returns the running feed for cfg, starting one if none runs yet.
+func (p *Pool) Acquire(cfg Config) (*Feed, error) {
+	k := poolKey{cfg.Issuer, cfg.URL, cfg.SecretFile, cfg.AllowInsecure, cfg.FailOpen, cfg.PollInterval, cfg.MaxStale, cfg.Retention}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if f, ok := p.feeds[k]; ok {
+		return f, nil
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = p.metrics
+	}
+	f, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	f.Start(p.ctx)
+	p.feeds[k] = f
+	return f, nil
+}
+
+// Retain stops every feed that is not in keep.
+func (p *Pool) Retain(keep []*Feed) {
+	p.mu.Lock()
+	var stop []*Feed
+	for k, f := range p.feeds {
+		if !slices.Contains(keep, f) {
+			delete(p.feeds, k)
+			stop = append(stop, f)
+		}
+	}
+	p.mu.Unlock()
+	for _, f := range stop {
+		f.Stop()
+	}
+}
