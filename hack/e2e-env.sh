@@ -41,9 +41,18 @@ ba_src="$root/test/e2e/betterauth"
 ba=$(npm_cached "$ba_src" betterauth)
 cp "$ba_src/server.mjs" "$ba/"
 
-# Node: the user-facing Better Auth example (PostgreSQL), type-checked and compiled.
+# Node: the extauthz plugin for Better Auth, compiled (and type-checked) with tsc.
+plug_src="$root/integrations/better-auth"
+plug=$(npm_cached "$plug_src" better-auth-plugin)
+rm -rf "$plug/dist" "$plug/src" && cp -r "$plug_src/src" "$plug_src/tsconfig.json" "$plug/"
+(cd "$plug" && node_modules/.bin/tsc -p . >&2)
+
+# Node: the user-facing Better Auth example (PostgreSQL), type-checked and compiled,
+# with the plugin installed as `npm install ../../integrations/better-auth` would.
 ex_src="$root/examples/better-auth"
 ex=$(npm_cached "$ex_src" example-better-auth)
+rm -rf "$ex/node_modules/@betterauth-extauthz/better-auth" && mkdir -p "$ex/node_modules/@betterauth-extauthz/better-auth"
+cp -r "$plug_src/package.json" "$plug/dist" "$ex/node_modules/@betterauth-extauthz/better-auth/"
 # Always compile the current sources (and so type-check them with tsc).
 rm -rf "$ex/dist" && cp "$ex_src"/*.ts "$ex_src/tsconfig.json" "$ex_src/schema.sql" "$ex/"
 (cd "$ex" && node_modules/.bin/tsc -p . >&2)

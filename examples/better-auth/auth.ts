@@ -5,7 +5,8 @@
 // references, see schema.sql). The jwt plugin puts that uuid into every token, which
 // is what extauthz compares with the {user_id} in /api/{user_id}/tasks.
 import { betterAuth } from "better-auth";
-import { jwt } from "better-auth/plugins";
+import { admin, jwt } from "better-auth/plugins";
+import { extauthz, sessionClaims } from "@betterauth-extauthz/better-auth";
 import { Pool } from "pg";
 
 export const pool = new Pool({
@@ -22,6 +23,14 @@ export async function uuidOf(userId: string): Promise<string> {
     throw new Error(`user ${userId} has no uuid: was schema.sql applied?`);
   }
   return rows[0].uuid;
+}
+
+function requireSecret(name: string): string {
+  const v = process.env[name];
+  if (!v || v.length < 32) {
+    throw new Error(`${name} must hold the secret shared with extauthz (at least 32 characters)`);
+  }
+  return v;
 }
 
 export const auth = betterAuth({
@@ -48,12 +57,19 @@ export const auth = betterAuth({
     },
   },
   plugins: [
+    // Bans and admin revocations (user.role, banned, banExpires in every token).
+    admin(),
+    // Publishes sign-outs, revocations and bans to extauthz, which polls
+    // /api/auth/extauthz/revocations with this secret (its revocation.secretFile).
+    extauthz({ secret: requireSecret("EXTAUTHZ_FEED_SECRET") }),
     jwt({
       jwt: {
         // iss and aud default to the origin of baseURL; extauthz derives the same.
         expirationTime: "15m",
-        definePayload: async ({ user }) => ({
+        // sid is what lets extauthz deny this token once its session is signed out.
+        definePayload: async ({ user, session }) => ({
           ...user,
+          ...sessionClaims(session),
           uuid: typeof user.uuid === "string" && user.uuid ? user.uuid : await uuidOf(user.id),
         }),
       },

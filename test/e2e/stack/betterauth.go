@@ -29,6 +29,9 @@ type BetterAuthOptions struct {
 type BetterAuth struct {
 	URL  string
 	Proc *Proc
+	// FeedSecretFile holds the secret of the extauthz plugin's revocation feed
+	// (the PostgreSQL example only).
+	FeedSecretFile string
 }
 
 // StartBetterAuth starts a Better Auth server on a free loopback port.
@@ -66,6 +69,8 @@ type User struct {
 	client          *http.Client
 }
 
+const password = "correct-horse-battery"
+
 var userSeq atomic.Int64
 
 // SignUp creates a user with email and password and keeps its session cookie.
@@ -78,7 +83,7 @@ func SignUp(base, name string) (*User, error) {
 	jar, _ := cookiejar.New(nil)
 	u := &User{base: base, client: &http.Client{Jar: jar, Timeout: 15 * time.Second}}
 	email := fmt.Sprintf("%s-%d-%d@example.test", strings.ToLower(name), time.Now().UnixNano(), userSeq.Add(1))
-	body, _ := json.Marshal(map[string]string{"email": email, "password": "correct-horse-battery", "name": name})
+	body, _ := json.Marshal(map[string]string{"email": email, "password": password, "name": name})
 	req, _ := http.NewRequest(http.MethodPost, base+"/api/auth/sign-up/email", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	// Better Auth refuses cookie-carrying POSTs without an Origin it trusts.
@@ -127,4 +132,34 @@ func (u *User) Token() (string, error) {
 		return "", fmt.Errorf("/api/auth/token answer %q: %v", b, err)
 	}
 	return out.Token, nil
+}
+
+// SignIn opens another session for the same user (a second browser) and returns
+// it as a User of its own.
+func (u *User) SignIn() (*User, error) {
+	jar, _ := cookiejar.New(nil)
+	n := &User{ID: u.ID, UUID: u.UUID, Email: u.Email, base: u.base, client: &http.Client{Jar: jar, Timeout: 15 * time.Second}}
+	if _, err := n.Post("/api/auth/sign-in/email", map[string]any{"email": u.Email, "password": password}); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// Post sends a JSON POST to Better Auth with this user's session, as the browser
+// app would (with its Origin), and returns the answer's body.
+func (u *User) Post(path string, payload any) ([]byte, error) {
+	body, _ := json.Marshal(payload)
+	req, _ := http.NewRequest(http.MethodPost, u.base+path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", u.base)
+	resp, err := u.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return b, fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, b)
+	}
+	return b, nil
 }

@@ -85,8 +85,13 @@ func StartExampleBetterAuth(t Tools, dir string, pg *Postgres) (*BetterAuth, err
 	}
 	port := FreePort()
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	const feedSecret = "e2e-feed-secret-0123456789abcdef0123456789"
+	secretFile := filepath.Join(dir, "feed-secret")
+	if err := os.WriteFile(secretFile, []byte(feedSecret+"\n"), 0o600); err != nil {
+		return nil, err
+	}
 	env := []string{"DATABASE_URL=" + pg.URL, "BETTER_AUTH_URL=" + url, "BETTER_AUTH_SECRET=e2e-secret-0123456789abcdef0123456789",
-		"HOST=127.0.0.1", fmt.Sprintf("PORT=%d", port)}
+		"EXTAUTHZ_FEED_SECRET=" + feedSecret, "HOST=127.0.0.1", fmt.Sprintf("PORT=%d", port)}
 	dist := filepath.Join(t.ExampleBetterAuthBuild, "dist")
 	if _, err := Run(context.Background(), t.ExampleBetterAuthBuild, env, t.Node, filepath.Join(dist, "migrate.js")); err != nil {
 		return nil, fmt.Errorf("example migration: %w", err)
@@ -99,5 +104,5 @@ func StartExampleBetterAuth(t Tools, dir string, pg *Postgres) (*BetterAuth, err
 		p.Stop()
 		return nil, err
 	}
-	return &BetterAuth{URL: url, Proc: p}, nil
+	return &BetterAuth{URL: url, Proc: p, FeedSecretFile: secretFile}, nil
 }

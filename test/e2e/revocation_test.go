@@ -1,0 +1,154 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/betterauth-extauthz/extauthz/test/e2e/stack"
+)
+
+// revocationPolicy is the stack's policy with the example's revocation feed: the
+// defaults (poll every second) except a short maxStale, so that the outage case
+// is quick.
+func revocationPolicy(ba *stack.BetterAuth) string {
+	return fmt.Sprintf(`issuers:
+  - betterAuthURL: %s
+    revocation: { secretFile: %s, maxStale: 4s }
+identity:
+  headers: { x-user-id: sub, x-user-uuid: uuid, x-user-email: email, x-session-id: sid }
+rules:
+  - name: own-tasks
+    methods: [GET, POST, PUT, PATCH, DELETE]
+    paths: ["/api/{user_id}/tasks", "/api/{user_id}/tasks/**"]
+    owner: { param: user_id, claim: uuid }
+default: deny
+`, ba.URL, ba.FeedSecretFile)
+}
+
+// TestRevocationOnPostgres runs the shipped example (PostgreSQL, the admin plugin
+// and the extauthz plugin) behind the real Envoy: a signed-out session's JWT, a
+// banned user's, and the other sessions of revoke-other-sessions stop working within
+// the poll interval; the revoking session keeps working; and when Better Auth is
+// gone for longer than maxStale, its tokens are refused.
+func TestRevocationOnPostgres(t *testing.T) {
+	dir := t.TempDir()
+	pg, err := stack.StartPostgres(tools, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pg.Proc.Stop)
+	ba, err := stack.StartExampleBetterAuth(tools, dir, pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ba.Proc.Stop)
+	ext, env := chain(t, revocationPolicy(ba))
+	tasks := func(u *stack.User, tok string) int {
+		return call(t, "GET", env.URL+tasksPath(u.UUID), bearer(tok)).status
+	}
+	// deniedWithin polls until tok is refused, and returns how long that took.
+	deniedWithin := func(u *stack.User, tok string, limit time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for tasks(u, tok) != 401 {
+			if time.Since(start) > limit {
+				t.Fatalf("token still allowed after %s", limit)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return time.Since(start)
+	}
+
+	alice, err := ba.SignUp("Alice")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, ba.Proc.Logs())
+	}
+	t.Run("sign-out", func(t *testing.T) {
+		var delays []time.Duration
+		for range 10 {
+			s, err := alice.SignIn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok := token(t, s)
+			if st := tasks(alice, tok); st != 200 {
+				t.Fatalf("before sign-out: %d", st)
+			}
+			if _, err := s.Post("/api/auth/sign-out", map[string]any{}); err != nil {
+				t.Fatal(err)
+			}
+			delays = append(delays, deniedWithin(alice, tok, 2*time.Second))
+		}
+		slices.Sort(delays)
+		t.Logf("sign-out to deny over %d trials: median %s, max %s (poll interval 1s)", len(delays),
+			delays[len(delays)/2].Round(time.Millisecond), delays[len(delays)-1].Round(time.Millisecond))
+		if n, _ := ext.Metric("extauthz_decisions_total", `reason="session_revoked"`); n < 10 {
+			t.Errorf("session_revoked decisions %v, want >= 10", n)
+		}
+	})
+
+	t.Run("revoke-other-sessions", func(t *testing.T) {
+		here, err := alice.SignIn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		there, err := alice.SignIn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hereTok, thereTok := token(t, here), token(t, there)
+		if _, err := here.Post("/api/auth/revoke-other-sessions", map[string]any{}); err != nil {
+			t.Fatal(err)
+		}
+		deniedWithin(alice, thereTok, 2*time.Second)
+		if st := tasks(alice, hereTok); st != 200 {
+			t.Fatalf("the session that revoked the others: %d", st)
+		}
+	})
+
+	t.Run("ban", func(t *testing.T) {
+		admin, err := ba.SignUp("Admin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pg.Query(`UPDATE "user" SET role = 'admin' WHERE id = '` + admin.ID + `'`); err != nil {
+			t.Fatal(err)
+		}
+		bob, err := ba.SignUp("Bob")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := token(t, bob)
+		if st := tasks(bob, tok); st != 200 {
+			t.Fatalf("before the ban: %d", st)
+		}
+		if _, err := admin.Post("/api/auth/admin/ban-user", map[string]any{"userId": bob.ID, "banReason": "e2e"}); err != nil {
+			t.Fatal(err)
+		}
+		took := deniedWithin(bob, tok, 2*time.Second)
+		t.Logf("ban to deny: %s", took.Round(time.Millisecond))
+		if n, _ := ext.Metric("extauthz_decisions_total", `reason="user_banned"`); n < 1 {
+			t.Errorf("user_banned decisions %v, want >= 1", n)
+		}
+	})
+
+	t.Run("feed gone longer than maxStale", func(t *testing.T) {
+		s, err := alice.SignIn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := token(t, s)
+		if st := tasks(alice, tok); st != 200 {
+			t.Fatalf("before the outage: %d", st)
+		}
+		ba.Proc.Stop()
+		deniedWithin(alice, tok, 10*time.Second) // maxStale is 4s
+		if n, _ := ext.Metric("extauthz_decisions_total", `reason="revocation_unavailable"`); n < 1 {
+			t.Errorf("revocation_unavailable decisions %v, want >= 1", n)
+		}
+	})
+}
