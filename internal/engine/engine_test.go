@@ -16,6 +16,7 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/engine/enginetest"
 	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
+	"github.com/betterauth-extauthz/extauthz/internal/revocation"
 	"github.com/betterauth-extauthz/extauthz/internal/token"
 	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
 )
@@ -258,10 +259,21 @@ func TestDefaultAuthenticated(t *testing.T) {
 // warm (the browser's one token, from the cache) and cold (a token the cache has not
 // seen, so verification plus a cache insertion).
 func benchCheck(b *testing.B, cache *token.Cache, tokens int) {
+	benchCheckWith(b, cache, tokens, nil)
+}
+
+// benchCheckWith runs the Check benchmark with revocations (nil: none) for iss.
+func benchCheckWith(b *testing.B, cache *token.Cache, tokens int, revoked engine.RevocationChecker) {
 	e, key := enginetest.New(b, doc, now, nil, cache)
+	if revoked != nil {
+		s := *e.Current()
+		s.Revocations = map[string]engine.RevocationChecker{iss: revoked}
+		e.Swap(&s)
+	}
 	reqs := make([]*engine.Request, tokens)
 	for i := range reqs {
 		c := tokentest.Claims(iss, fmt.Sprintf("user-%d", i), uuidA, now)
+		c["sid"] = fmt.Sprintf("session-%d", i)
 		reqs[i] = &engine.Request{Method: "GET", Host: "api.example.com", Path: "/api/" + uuidA + "/tasks", Authorization: bearer(key.Sign(c, nil))}
 	}
 	b.ReportAllocs()
@@ -276,6 +288,33 @@ func benchCheck(b *testing.B, cache *token.Cache, tokens int) {
 
 func BenchmarkCheckNoCache(b *testing.B) { benchCheck(b, nil, 1) }
 func BenchmarkCheckWarm(b *testing.B)    { benchCheck(b, token.NewCache(token.CacheConfig{}), 1) }
+
+// WarmRevocation is Warm with a revocation state of 10k revoked sessions, 1k users
+// and 100 bans, none of them this token's: the cost revocation adds to every check.
+func BenchmarkCheckWarmRevocation(b *testing.B) {
+	var entries []revocation.Entry
+	ms := now.UnixMilli()
+	for i := range 10_000 {
+		entries = append(entries, revocation.Entry{Kind: revocation.KindSession, SessionID: fmt.Sprint("gone-", i), At: ms})
+	}
+	for i := range 1_000 {
+		entries = append(entries, revocation.Entry{Kind: revocation.KindUser, UserID: fmt.Sprint("u-", i), At: ms})
+	}
+	for i := range 100 {
+		entries = append(entries, revocation.Entry{Kind: revocation.KindBan, UserID: fmt.Sprint("b-", i), At: ms})
+	}
+	benchCheckWith(b, token.NewCache(token.CacheConfig{}), 1, stateAt{revocation.NewState(entries), now})
+}
+
+// stateAt checks a revocation state as a fresh feed would.
+type stateAt struct {
+	s   *revocation.State
+	now time.Time
+}
+
+func (c stateAt) Check(sid, user string, iat time.Time) (reason.Code, string) {
+	return c.s.Check(sid, user, iat, c.now)
+}
 
 // Cold cycles 8192 tokens through a 128-entry cache: nearly every check misses.
 func BenchmarkCheckCold(b *testing.B) {
