@@ -15,7 +15,7 @@ type revokedChecker struct {
 	now   time.Time
 }
 
-func (c revokedChecker) Check(sid, user string, iat time.Time) (reason.Code, string) {
+func (c revokedChecker) Check(sid, user string, iat, _ time.Time) (reason.Code, string) {
 	if c.stale {
 		return reason.RevocationUnavailable, "the table's revocation feed is stale"
 	}

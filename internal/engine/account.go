@@ -10,9 +10,10 @@ import (
 )
 
 // RevocationChecker says whether a verified token was revoked since it was issued:
-// "" when not, else the reason. *revocation.Feed is one.
+// "" when not, else the reason. *revocation.Feed and *revocation.Postgres are.
 type RevocationChecker interface {
-	Check(sid, user string, iat time.Time) (reason.Code, string)
+	// Check is given the token's sid (may be empty), sub, iat and exp.
+	Check(sid, user string, iat, exp time.Time) (reason.Code, string)
 }
 
 // checkAccount applies what Better Auth says about the account behind a verified
@@ -31,7 +32,7 @@ func (s *Snapshot) checkAccount(c *token.Claims, rule *policy.Rule) (reason.Code
 		if sidStr == "" && s.requiresSession(c.Issuer) {
 			return reason.ClaimMissing, "token has no sid claim, and the issuer's revocation feed needs one (add session.id in definePayload)"
 		}
-		if code, detail := rc.Check(sidStr, c.Subject, c.IssuedAt); code != "" {
+		if code, detail := rc.Check(sidStr, c.Subject, c.IssuedAt, c.Expiry); code != "" {
 			return code, detail
 		}
 	}

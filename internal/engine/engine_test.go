@@ -312,7 +312,7 @@ type stateAt struct {
 	now time.Time
 }
 
-func (c stateAt) Check(sid, user string, iat time.Time) (reason.Code, string) {
+func (c stateAt) Check(sid, user string, iat, _ time.Time) (reason.Code, string) {
 	return c.s.Check(sid, user, iat, c.now)
 }
 

@@ -47,12 +47,14 @@ type Issuer struct {
 	Revocation *Revocation
 }
 
-// Revocation is a validated RevocationConfig, defaults applied by the consumer.
+// Revocation is a validated RevocationConfig, defaults applied by the consumer:
+// a feed (FeedURL, SecretFile) or, when Postgres is set, Better Auth's database.
 type Revocation struct {
 	FeedURL, SecretFile     string
 	PollInterval, MaxStale  time.Duration
 	FailOpen, AllowInsecure bool
 	RequireSession          bool
+	Postgres                *RevocationPostgresConfig
 }
 
 // IdentityHeader injects one claim as one header.
@@ -372,6 +374,17 @@ func compileAccountChecks(r *Rule, rc RuleConfig) error {
 func resolveRevocation(rc RevocationConfig, betterAuthURL string) (*Revocation, error) {
 	r := &Revocation{FeedURL: rc.FeedURL, SecretFile: rc.SecretFile, PollInterval: rc.PollInterval, MaxStale: rc.MaxStale,
 		FailOpen: rc.FailOpen, AllowInsecure: rc.AllowInsecure, RequireSession: rc.RequireSession == nil || *rc.RequireSession}
+	if rc.Postgres != nil {
+		if rc.FeedURL != "" || rc.SecretFile != "" || rc.PollInterval != 0 || rc.MaxStale != 0 {
+			return nil, errors.New("postgres: a database or a feed, not both (feedURL, secretFile, pollInterval and maxStale are the feed's)")
+		}
+		if rc.Postgres.DSNFile == "" {
+			return nil, errors.New("postgres.dsnFile: required")
+		}
+		pg := *rc.Postgres
+		r.Postgres = &pg
+		return r, nil
+	}
 	if r.FeedURL == "" && betterAuthURL != "" {
 		u, err := url.Parse(betterAuthURL)
 		if err == nil {

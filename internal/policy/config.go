@@ -74,6 +74,18 @@ type RevocationConfig struct {
 	// RequireSession (default true) denies tokens without a sid claim: without one,
 	// signing out of that session cannot be seen.
 	RequireSession *bool `yaml:"requireSession"`
+	// Postgres reads Better Auth's session table instead of polling a feed, for
+	// deployments that cannot add the plugin (feedURL and secretFile then unset).
+	Postgres *RevocationPostgresConfig `yaml:"postgres"`
+}
+
+// RevocationPostgresConfig locates Better Auth's database.
+type RevocationPostgresConfig struct {
+	// DSNFile holds a postgres:// URL, best with a read-only role (required).
+	DSNFile string `yaml:"dsnFile"`
+	// SessionTable and UserTable default to Better Auth's "session" and "user".
+	SessionTable string `yaml:"sessionTable"`
+	UserTable    string `yaml:"userTable"`
 }
 
 // IdentityConfig maps response header names to claim names.

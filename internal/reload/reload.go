@@ -106,7 +106,7 @@ func (r *Reloader) Apply(ctx context.Context, u Update) Outcome {
 	r.cfg.Engine.Swap(snap)
 	r.cfg.Pool.Retain(b.caches)
 	if r.cfg.Feeds != nil {
-		r.cfg.Feeds.Retain(b.feeds)
+		r.cfg.Feeds.Retain(b.feeds, b.dbs)
 	}
 	r.hash = p.Hash
 	r.cfg.Metrics.PolicyApplied(u.Source, p.Hash)

@@ -51,13 +51,23 @@ func build(p *policy.Policy, pool *jwkscache.Pool, feeds *revocation.Pool, log *
 			return nil, fmt.Errorf("issuer %s: revocation is not available here", is.Issuer)
 		}
 		r := is.Revocation
+		if s.Revocations == nil {
+			s.Revocations = map[string]engine.RevocationChecker{}
+		}
+		if r.Postgres != nil {
+			db, err := feeds.AcquirePostgres(revocation.PostgresConfig{Issuer: is.Issuer, DSNFile: r.Postgres.DSNFile,
+				SessionTable: r.Postgres.SessionTable, UserTable: r.Postgres.UserTable, FailOpen: r.FailOpen, Log: log, Now: base.Now})
+			if err != nil {
+				return nil, fmt.Errorf("issuer %s: %w", is.Issuer, err)
+			}
+			s.Revocations[is.Issuer] = db
+			b.dbs = append(b.dbs, db)
+			continue
+		}
 		f, err := feeds.Acquire(revocation.Config{Issuer: is.Issuer, URL: r.FeedURL, SecretFile: r.SecretFile, AllowInsecure: r.AllowInsecure,
 			PollInterval: r.PollInterval, MaxStale: r.MaxStale, FailOpen: r.FailOpen, Log: log, Now: base.Now})
 		if err != nil {
 			return nil, fmt.Errorf("issuer %s: %w", is.Issuer, err)
-		}
-		if s.Revocations == nil {
-			s.Revocations = map[string]engine.RevocationChecker{}
 		}
 		s.Revocations[is.Issuer] = f
 		b.feeds = append(b.feeds, f)
@@ -73,6 +83,7 @@ type built struct {
 	snap   *engine.Snapshot
 	caches []*jwkscache.Cache
 	feeds  []*revocation.Feed
+	dbs    []*revocation.Postgres
 }
 
 // allReady closes the returned channel when every cache and feed has finished its

@@ -217,7 +217,7 @@ func (f *Feed) age() time.Duration {
 // Check says whether a token of user for session sid, issued at iat, may be used:
 // "" when it may, a reason when it is revoked, or revocation_unavailable when the
 // feed has been stale for longer than MaxStale (unless FailOpen).
-func (f *Feed) Check(sid, user string, iat time.Time) (reason.Code, string) {
+func (f *Feed) Check(sid, user string, iat, _ time.Time) (reason.Code, string) {
 	now := f.cfg.Now()
 	if g := f.good.Load(); g == 0 || now.Sub(time.Unix(0, g)) > f.cfg.MaxStale {
 		if !f.cfg.FailOpen {

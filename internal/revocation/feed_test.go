@@ -89,18 +89,18 @@ func TestFeedAppliesRevocationsAndFailsClosed(t *testing.T) {
 	clk := tokentest.NewClock(time.Unix(1_800_000_000, 0))
 	f := startFeed(t, srv.URL, clk, false)
 	iat := clk.Now().Add(-time.Minute)
-	if code, _ := f.Check("s1", "alice", iat); code != "" {
+	if code, _ := f.Check("s1", "alice", iat, time.Time{}); code != "" {
 		t.Fatalf("nothing revoked yet: %s", code)
 	}
 	srv.add(revocation.Entry{Kind: revocation.KindSession, SessionID: "s1", At: clk.Now().UnixMilli()})
-	testkit.Eventually(t, "sign-out seen", 5*time.Second, func() bool { code, _ := f.Check("s1", "alice", iat); return code == reason.SessionRevoked })
-	if code, _ := f.Check("s2", "alice", iat); code != "" {
+	testkit.Eventually(t, "sign-out seen", 5*time.Second, func() bool { code, _ := f.Check("s1", "alice", iat, time.Time{}); return code == reason.SessionRevoked })
+	if code, _ := f.Check("s2", "alice", iat, time.Time{}); code != "" {
 		t.Fatalf("another session of the same user: %s", code)
 	}
 	srv.add(revocation.Entry{Kind: revocation.KindBan, UserID: "bob", At: clk.Now().UnixMilli()})
-	testkit.Eventually(t, "ban seen", 5*time.Second, func() bool { code, _ := f.Check("b1", "bob", iat); return code == reason.UserBanned })
+	testkit.Eventually(t, "ban seen", 5*time.Second, func() bool { code, _ := f.Check("b1", "bob", iat, time.Time{}); return code == reason.UserBanned })
 	srv.add(revocation.Entry{Kind: revocation.KindUnban, UserID: "bob", At: clk.Now().UnixMilli()})
-	testkit.Eventually(t, "unban seen", 5*time.Second, func() bool { code, _ := f.Check("b1", "bob", iat); return code == "" })
+	testkit.Eventually(t, "unban seen", 5*time.Second, func() bool { code, _ := f.Check("b1", "bob", iat, time.Time{}); return code == "" })
 
 	// Polls after the first carry the cursor, so each asks only for what is new.
 	testkit.Eventually(t, "polls carry the cursor", 5*time.Second, func() bool {
@@ -113,13 +113,16 @@ func TestFeedAppliesRevocationsAndFailsClosed(t *testing.T) {
 	// issuer's tokens are refused.
 	srv.setDown(true)
 	clk.Add(30 * time.Second)
-	if code, _ := f.Check("s2", "alice", iat); code != "" {
+	if code, _ := f.Check("s2", "alice", iat, time.Time{}); code != "" {
 		t.Fatalf("within maxStale: %s", code)
 	}
 	clk.Add(31 * time.Second)
-	testkit.Eventually(t, "fail closed past maxStale", 5*time.Second, func() bool { code, _ := f.Check("s2", "alice", iat); return code == reason.RevocationUnavailable })
+	testkit.Eventually(t, "fail closed past maxStale", 5*time.Second, func() bool {
+		code, _ := f.Check("s2", "alice", iat, time.Time{})
+		return code == reason.RevocationUnavailable
+	})
 	srv.setDown(false)
-	testkit.Eventually(t, "back after the outage", 5*time.Second, func() bool { code, _ := f.Check("s2", "alice", iat); return code == "" })
+	testkit.Eventually(t, "back after the outage", 5*time.Second, func() bool { code, _ := f.Check("s2", "alice", iat, time.Time{}); return code == "" })
 }
 
 func TestFeedFailOpen(t *testing.T) {
@@ -127,7 +130,7 @@ func TestFeedFailOpen(t *testing.T) {
 	srv.setDown(true)
 	clk := tokentest.NewClock(time.Unix(1_800_000_000, 0))
 	f := startFeed(t, srv.URL, clk, true)
-	if code, _ := f.Check("s1", "alice", clk.Now()); code != "" {
+	if code, _ := f.Check("s1", "alice", clk.Now(), time.Time{}); code != "" {
 		t.Fatalf("failOpen with the feed down: %s", code)
 	}
 }

@@ -23,6 +23,14 @@ type Pool struct {
 
 	mu    sync.Mutex
 	feeds map[poolKey]*Feed
+	dbs   map[dbKey]*Postgres
+}
+
+type dbKey struct {
+	issuer, dsnFile, sessions, users string
+	failOpen                         bool
+	ttl                              time.Duration
+	maxConns                         int32
 }
 
 type poolKey struct {
@@ -33,7 +41,7 @@ type poolKey struct {
 
 // NewPool returns a Pool whose feeds poll until ctx ends.
 func NewPool(ctx context.Context, cfg PoolConfig) *Pool {
-	return &Pool{ctx: ctx, metrics: cfg.Metrics, feeds: map[poolKey]*Feed{}}
+	return &Pool{ctx: ctx, metrics: cfg.Metrics, feeds: map[poolKey]*Feed{}, dbs: map[dbKey]*Postgres{}}
 }
 
 // Acquire returns the running feed for cfg, starting one if none runs yet.
@@ -56,18 +64,44 @@ func (p *Pool) Acquire(cfg Config) (*Feed, error) {
 	return f, nil
 }
 
-// Retain stops every feed that is not in keep.
-func (p *Pool) Retain(keep []*Feed) {
+// AcquirePostgres returns the database checker for cfg, opening one if needed.
+func (p *Pool) AcquirePostgres(cfg PostgresConfig) (*Postgres, error) {
+	k := dbKey{cfg.Issuer, cfg.DSNFile, cfg.SessionTable, cfg.UserTable, cfg.FailOpen, cfg.PositiveTTL, cfg.MaxConns}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if db, ok := p.dbs[k]; ok {
+		return db, nil
+	}
+	db, err := NewPostgres(p.ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	p.dbs[k] = db
+	return db, nil
+}
+
+// Retain stops every feed and closes every database checker not in keep.
+func (p *Pool) Retain(feeds []*Feed, dbs []*Postgres) {
 	p.mu.Lock()
 	var stop []*Feed
+	var closeDBs []*Postgres
 	for k, f := range p.feeds {
-		if !slices.Contains(keep, f) {
+		if !slices.Contains(feeds, f) {
 			delete(p.feeds, k)
 			stop = append(stop, f)
+		}
+	}
+	for k, db := range p.dbs {
+		if !slices.Contains(dbs, db) {
+			delete(p.dbs, k)
+			closeDBs = append(closeDBs, db)
 		}
 	}
 	p.mu.Unlock()
 	for _, f := range stop {
 		f.Stop()
+	}
+	for _, db := range closeDBs {
+		db.Close()
 	}
 }

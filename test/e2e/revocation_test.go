@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -11,13 +13,21 @@ import (
 	"github.com/betterauth-extauthz/extauthz/test/e2e/stack"
 )
 
-// revocationPolicy is the stack's policy with the example's revocation feed: the
-// defaults (poll every second) except a short maxStale, so that the outage case
-// is quick.
-func revocationPolicy(ba *stack.BetterAuth) string {
+// revocationPolicy is the stack's policy with revocation through the example's
+// feed (the defaults, poll every second, except a short maxStale so that the
+// outage case is quick) or straight from its database.
+func revocationPolicy(t *testing.T, ba *stack.BetterAuth, pg *stack.Postgres, mode string) string {
+	revocation := fmt.Sprintf("{ secretFile: %s, maxStale: 4s }", ba.FeedSecretFile)
+	if mode == "postgres" {
+		dsn := filepath.Join(t.TempDir(), "dsn")
+		if err := os.WriteFile(dsn, []byte(pg.URL), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		revocation = fmt.Sprintf("{ postgres: { dsnFile: %s } }", dsn)
+	}
 	return fmt.Sprintf(`issuers:
   - betterAuthURL: %s
-    revocation: { secretFile: %s, maxStale: 4s }
+    revocation: %s
 identity:
   headers: { x-user-id: sub, x-user-uuid: uuid, x-user-email: email, x-session-id: sid }
 rules:
@@ -26,15 +36,26 @@ rules:
     paths: ["/api/{user_id}/tasks", "/api/{user_id}/tasks/**"]
     owner: { param: user_id, claim: uuid }
 default: deny
-`, ba.URL, ba.FeedSecretFile)
+`, ba.URL, revocation)
 }
 
 // TestRevocationOnPostgres runs the shipped example (PostgreSQL, the admin plugin
-// and the extauthz plugin) behind the real Envoy: a signed-out session's JWT, a
+// and the extauthz plugin) behind the real Envoy, with revocation through the
+// plugin's feed and then straight from the database: a signed-out session's JWT, a
 // banned user's, and the other sessions of revoke-other-sessions stop working within
-// the poll interval; the revoking session keeps working; and when Better Auth is
-// gone for longer than maxStale, its tokens are refused.
+// the bound (the poll interval, or the database mode's 2 s cache); the revoking
+// session keeps working; and when the source is gone, the tokens are refused.
 func TestRevocationOnPostgres(t *testing.T) {
+	for _, mode := range []string{"feed", "postgres"} {
+		t.Run(mode, func(t *testing.T) { revocationScenarios(t, mode) })
+	}
+}
+
+func revocationScenarios(t *testing.T, mode string) {
+	bound := 2 * time.Second // the feed polls every second
+	if mode == "postgres" {
+		bound = 3 * time.Second // a live session is remembered for 2 s
+	}
 	dir := t.TempDir()
 	pg, err := stack.StartPostgres(tools, dir)
 	if err != nil {
@@ -46,7 +67,7 @@ func TestRevocationOnPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(ba.Proc.Stop)
-	ext, env := chain(t, revocationPolicy(ba))
+	ext, env := chain(t, revocationPolicy(t, ba, pg, mode))
 	tasks := func(u *stack.User, tok string) int {
 		return call(t, "GET", env.URL+tasksPath(u.UUID), bearer(tok)).status
 	}
@@ -81,10 +102,10 @@ func TestRevocationOnPostgres(t *testing.T) {
 			if _, err := s.Post("/api/auth/sign-out", map[string]any{}); err != nil {
 				t.Fatal(err)
 			}
-			delays = append(delays, deniedWithin(alice, tok, 2*time.Second))
+			delays = append(delays, deniedWithin(alice, tok, bound))
 		}
 		slices.Sort(delays)
-		t.Logf("sign-out to deny over %d trials: median %s, max %s (poll interval 1s)", len(delays),
+		t.Logf("%s: sign-out to deny over %d trials: median %s, max %s", mode, len(delays),
 			delays[len(delays)/2].Round(time.Millisecond), delays[len(delays)-1].Round(time.Millisecond))
 		if n, _ := ext.Metric("extauthz_decisions_total", `reason="session_revoked"`); n < 10 {
 			t.Errorf("session_revoked decisions %v, want >= 10", n)
@@ -104,7 +125,7 @@ func TestRevocationOnPostgres(t *testing.T) {
 		if _, err := here.Post("/api/auth/revoke-other-sessions", map[string]any{}); err != nil {
 			t.Fatal(err)
 		}
-		deniedWithin(alice, thereTok, 2*time.Second)
+		deniedWithin(alice, thereTok, bound)
 		if st := tasks(alice, hereTok); st != 200 {
 			t.Fatalf("the session that revoked the others: %d", st)
 		}
@@ -129,14 +150,19 @@ func TestRevocationOnPostgres(t *testing.T) {
 		if _, err := admin.Post("/api/auth/admin/ban-user", map[string]any{"userId": bob.ID, "banReason": "e2e"}); err != nil {
 			t.Fatal(err)
 		}
-		took := deniedWithin(bob, tok, 2*time.Second)
-		t.Logf("ban to deny: %s", took.Round(time.Millisecond))
-		if n, _ := ext.Metric("extauthz_decisions_total", `reason="user_banned"`); n < 1 {
-			t.Errorf("user_banned decisions %v, want >= 1", n)
+		took := deniedWithin(bob, tok, bound)
+		t.Logf("%s: ban to deny: %s", mode, took.Round(time.Millisecond))
+		// The feed says banned; the database says the banned user's sessions are gone.
+		want := `reason="user_banned"`
+		if mode == "postgres" {
+			want = `reason="session_revoked"`
+		}
+		if n, _ := ext.Metric("extauthz_decisions_total", want); n < 1 {
+			t.Errorf("%s decisions %v, want >= 1", want, n)
 		}
 	})
 
-	t.Run("feed gone longer than maxStale", func(t *testing.T) {
+	t.Run("source gone", func(t *testing.T) {
 		s, err := alice.SignIn()
 		if err != nil {
 			t.Fatal(err)
@@ -145,8 +171,12 @@ func TestRevocationOnPostgres(t *testing.T) {
 		if st := tasks(alice, tok); st != 200 {
 			t.Fatalf("before the outage: %d", st)
 		}
-		ba.Proc.Stop()
-		deniedWithin(alice, tok, 10*time.Second) // maxStale is 4s
+		if mode == "postgres" {
+			pg.Proc.Stop()
+		} else {
+			ba.Proc.Stop()
+		}
+		deniedWithin(alice, tok, 10*time.Second) // maxStale is 4s; the database cache 2s
 		if n, _ := ext.Metric("extauthz_decisions_total", `reason="revocation_unavailable"`); n < 1 {
 			t.Errorf("revocation_unavailable decisions %v, want >= 1", n)
 		}
