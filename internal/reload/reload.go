@@ -48,8 +48,9 @@ type Config struct {
 type Reloader struct {
 	cfg Config
 
-	mu   sync.Mutex // one Apply at a time, so swaps happen in arrival order
-	hash string
+	mu      sync.Mutex // one Apply at a time, so swaps happen in arrival order
+	hash    string
+	inForce *built // the caches and feeds of the policy in force
 }
 
 // New returns a Reloader with no policy applied.
@@ -91,6 +92,7 @@ func (r *Reloader) Apply(ctx context.Context, u Update) Outcome {
 	}
 	b, err := build(p, r.cfg.Pool, r.cfg.Feeds, r.cfg.Log, r.cfg.Verifier)
 	if err != nil {
+		r.retain(r.inForce) // stop what the failed build started
 		return r.reject(log, u, err)
 	}
 	snap := b.snap
@@ -104,10 +106,8 @@ func (r *Reloader) Apply(ctx context.Context, u Update) Outcome {
 		return Outcome{Result: Rejected, Hash: r.hash, Err: fmt.Errorf("waiting for keys: %w", err)}
 	}
 	r.cfg.Engine.Swap(snap)
-	r.cfg.Pool.Retain(b.caches)
-	if r.cfg.Feeds != nil {
-		r.cfg.Feeds.Retain(b.feeds, b.dbs)
-	}
+	r.retain(b)
+	r.inForce = b
 	r.hash = p.Hash
 	r.cfg.Metrics.PolicyApplied(u.Source, p.Hash)
 	log.Info("policy applied", "hash", p.Hash, "issuers", len(p.Issuers), "rules", len(p.Rules), "warnings", len(p.Warnings))
@@ -115,6 +115,17 @@ func (r *Reloader) Apply(ctx context.Context, u Update) Outcome {
 		log.Warn("policy lint", "hash", p.Hash, "warning", w)
 	}
 	return Outcome{Result: Applied, Hash: p.Hash, Warnings: p.Warnings}
+}
+
+// retain keeps b's caches and feeds running (nil: none) and stops the others.
+func (r *Reloader) retain(b *built) {
+	if b == nil {
+		b = &built{}
+	}
+	r.cfg.Pool.Retain(b.caches)
+	if r.cfg.Feeds != nil {
+		r.cfg.Feeds.Retain(b.feeds, b.dbs)
+	}
 }
 
 func (r *Reloader) reject(log *slog.Logger, u Update, err error) Outcome {

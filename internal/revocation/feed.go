@@ -59,9 +59,8 @@ type Config struct {
 
 // Feed keeps one issuer's revocations fresh by polling.
 type Feed struct {
-	cfg    Config
-	secret string
-	state  atomic.Pointer[State]
+	cfg   Config
+	state atomic.Pointer[State]
 	// good is the Unix nanoseconds of the last successful poll (0: none yet).
 	good   atomic.Int64
 	cursor string
@@ -79,13 +78,8 @@ func New(cfg Config) (*Feed, error) {
 	if err := jwksurl.Check(cfg.URL, cfg.AllowInsecure); err != nil {
 		return nil, fmt.Errorf("revocation feed: %w", err)
 	}
-	b, err := os.ReadFile(cfg.SecretFile)
-	if err != nil {
-		return nil, fmt.Errorf("revocation secret: %w", err)
-	}
-	secret := strings.TrimSpace(string(b))
-	if len(secret) < 32 {
-		return nil, errors.New("revocation secret: want at least 32 characters")
+	if _, err := readSecret(cfg.SecretFile); err != nil {
+		return nil, err
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
@@ -107,9 +101,23 @@ func New(cfg Config) (*Feed, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	f := &Feed{cfg: cfg, secret: secret, ready: make(chan struct{}), done: make(chan struct{})}
+	f := &Feed{cfg: cfg, ready: make(chan struct{}), done: make(chan struct{})}
 	f.state.Store(NewState(nil))
 	return f, nil
+}
+
+// readSecret reads the shared secret; it is read again for every poll, so that a
+// rotated Secret (a new file content, as kubelet writes it) takes effect at once.
+func readSecret(file string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("revocation secret: %w", err)
+	}
+	secret := strings.TrimSpace(string(b))
+	if len(secret) < 32 {
+		return "", errors.New("revocation secret: want at least 32 characters")
+	}
+	return secret, nil
 }
 
 // Start polls in the background until ctx ends or Stop.
@@ -165,6 +173,12 @@ func (f *Feed) poll(ctx context.Context) string {
 			}
 			return "error"
 		}
+		if p.More && p.Cursor == f.cursor {
+			// A full page that does not move the cursor: what follows it cannot be
+			// read, so the feed counts as failing (and, past maxStale, fails closed).
+			f.cfg.Log.Error("revocation feed: a full page without progress", "issuer", f.cfg.Issuer)
+			return "error"
+		}
 		drop := f.cfg.Now().Add(-f.cfg.Retention).UnixMilli()
 		f.state.Store(f.state.Load().With(p.Entries, drop))
 		f.cursor = p.Cursor
@@ -188,7 +202,11 @@ func (f *Feed) fetch(ctx context.Context) (*page, error) {
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+f.secret)
+	secret, err := readSecret(f.cfg.SecretFile)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+secret)
 	resp, err := f.cfg.Client.Do(req)
 	if err != nil {
 		return nil, errors.New("feed unreachable") // the error quotes the URL
@@ -198,8 +216,11 @@ func (f *Feed) fetch(ctx context.Context) (*page, error) {
 		return nil, fmt.Errorf("feed answered %d", resp.StatusCode)
 	}
 	var p page
-	dec := json.NewDecoder(io.LimitReader(resp.Body, MaxPageSize))
-	if err := dec.Decode(&p); err != nil {
+	body := &countingReader{r: io.LimitReader(resp.Body, MaxPageSize)}
+	if err := json.NewDecoder(body).Decode(&p); err != nil {
+		if body.n >= MaxPageSize {
+			return nil, fmt.Errorf("feed response exceeds %d bytes", MaxPageSize)
+		}
 		return nil, fmt.Errorf("feed response: %w", err)
 	}
 	return &p, nil
@@ -231,4 +252,15 @@ func (f *Feed) Check(sid, user string, iat, _ time.Time) (reason.Code, string) {
 // time; for servers of the feed written in Go (tests, a sidecar).
 func SecretMatches(got, want string) bool {
 	return len(want) > 0 && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }

@@ -44,7 +44,7 @@ func NewState(entries []Entry) *State {
 
 // With returns a new State: s with entries applied in order, and without session
 // and user entries older than dropBefore (Unix ms; 0 keeps all), which no token
-// still alive can predate. s is not changed.
+// still alive can predate, nor bans that ended before it. s is not changed.
 func (s *State) With(entries []Entry, dropBefore int64) *State {
 	n := &State{sessions: make(map[string]int64, len(s.sessions)), users: make(map[string]int64, len(s.users)), bans: make(map[string]int64, len(s.bans))}
 	for k, v := range s.sessions {
@@ -58,9 +58,14 @@ func (s *State) With(entries []Entry, dropBefore int64) *State {
 		}
 	}
 	for k, v := range s.bans {
-		n.bans[k] = v
+		if v == 0 || v >= dropBefore {
+			n.bans[k] = v
+		}
 	}
 	for _, e := range entries {
+		if e.Kind != KindBan && e.Kind != KindUnban && e.At < dropBefore {
+			continue // a replayed entry older than any live token
+		}
 		switch e.Kind {
 		case KindSession:
 			if e.SessionID != "" {

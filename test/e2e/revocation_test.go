@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/betterauth-extauthz/extauthz/internal/testkit"
 	"github.com/betterauth-extauthz/extauthz/test/e2e/stack"
 )
 
@@ -159,6 +160,26 @@ func revocationScenarios(t *testing.T, mode string) {
 		}
 		if n, _ := ext.Metric("extauthz_decisions_total", want); n < 1 {
 			t.Errorf("%s decisions %v, want >= 1", want, n)
+		}
+		// Lifted: a new session of Bob works again once the unban is seen.
+		if _, err := admin.Post("/api/auth/admin/unban-user", map[string]any{"userId": bob.ID}); err != nil {
+			t.Fatal(err)
+		}
+		again, err := bob.SignIn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh := token(t, again)
+		if ok, _ := testkit.Poll(bound, func() bool { return tasks(bob, fresh) == 200 }); !ok {
+			t.Fatalf("after the unban: %d", tasks(bob, fresh))
+		}
+		// A refused unban (no admin session) records nothing: the feed is not writable by anyone.
+		stranger, err := ba.SignUp("Stranger")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stranger.Post("/api/auth/admin/unban-user", map[string]any{"userId": bob.ID}); err == nil {
+			t.Fatal("a non-admin unbanned a user")
 		}
 	})
 

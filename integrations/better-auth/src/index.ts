@@ -4,7 +4,7 @@
 // GET /api/auth/extauthz/revocations?since=<cursor>, behind a shared secret.
 // extauthz polls it (about once a second per replica) and denies the JWTs of
 // revoked sessions and banned users within that bound, with no call per request.
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { BetterAuthPlugin, Session, User } from "better-auth";
 import { APIError, createAuthEndpoint, createAuthMiddleware } from "better-auth/api";
 
@@ -37,6 +37,12 @@ export const OVERLAP_MS = 5000;
 
 type Kind = "session" | "ban" | "unban";
 
+/** Longest id recorded; Better Auth's are 32 characters. Longer ones are refused. */
+export const MAX_ID_LENGTH = 255;
+
+/** Requests per second the feed answers before Better Auth's rate limit applies. */
+export const FEED_RATE_LIMIT = 1000;
+
 interface Entry {
   kind: Kind;
   sessionId?: string;
@@ -59,7 +65,8 @@ export const extauthz = (options: ExtauthzOptions) => {
   if (!options?.secret || options.secret.length < 32) {
     throw new Error("extauthz plugin: secret must be at least 32 characters");
   }
-  const secret = Buffer.from(options.secret);
+  const digest = (v: string) => createHash("sha256").update(v).digest();
+  const secret = digest(options.secret);
   const retentionMs = options.retentionMs ?? 60 * 60 * 1000;
   // The adapter of the running instance, set by init.
   let record: (e: Entry) => Promise<void> = async () => {};
@@ -78,7 +85,16 @@ export const extauthz = (options: ExtauthzOptions) => {
       },
     },
     init(ctx) {
+      // Sessions kept only in secondary storage pass no database hook: their
+      // sign-outs could not be published, and their JWTs would stay valid.
+      if (ctx.options.secondaryStorage && !ctx.options.session?.storeSessionInDatabase) {
+        throw new Error("extauthz plugin: sessions in secondaryStorage need session.storeSessionInDatabase: true");
+      }
       record = async (e) => {
+        if ((e.sessionId?.length ?? 0) > MAX_ID_LENGTH || (e.userId?.length ?? 0) > MAX_ID_LENGTH) {
+          ctx.logger.error("extauthz: id too long to record", { kind: e.kind });
+          return;
+        }
         try {
           await ctx.adapter.create({ model: MODEL, data: { ...e }, forceAllowId: false });
         } catch (err) {
@@ -123,37 +139,80 @@ export const extauthz = (options: ExtauthzOptions) => {
     hooks: {
       after: [
         {
-          // The admin plugin lifts a ban by setting banned to false; only that
-          // endpoint's updates are unbans (every other update of a user that is not
-          // banned would otherwise add one).
-          matcher: (ctx) => ctx.path === "/admin/unban-user",
+          // A ban is lifted by the admin plugin's unban-user, or by update-user
+          // setting banned to false. Only a request that succeeded counts: after
+          // hooks also run for one that was refused.
+          matcher: (ctx) => ctx.path === "/admin/unban-user" || ctx.path === "/admin/update-user",
           handler: createAuthMiddleware(async (ctx) => {
-            const userId = (ctx.body as { userId?: unknown } | undefined)?.userId;
-            if (typeof userId === "string" && userId) {
-              await record({ kind: "unban", userId, at: Date.now() });
-            }
+            const returned = ctx.context.returned as { user?: { id?: unknown; banned?: unknown } } | Error | undefined;
+            if (!returned || returned instanceof Error || typeof returned !== "object") return;
+            const user = returned.user;
+            if (!user || typeof user.id !== "string" || user.banned === true) return;
+            const body = ctx.body as { data?: { banned?: unknown } } | undefined;
+            if (ctx.path === "/admin/update-user" && body?.data?.banned !== false) return;
+            const at = Date.now();
+            await record({ kind: "unban", userId: user.id, at });
+            await ctx.context.adapter.deleteMany({
+              model: MODEL,
+              where: [
+                { field: "kind", operator: "eq", value: "ban" },
+                { field: "userId", operator: "eq", value: user.id, connector: "AND" },
+                { field: "at", operator: "lt", value: at, connector: "AND" },
+              ],
+            });
           }),
         },
       ],
     },
+    rateLimit: [
+      {
+        // Every extauthz replica polls about once a second, often from one address.
+        pathMatcher: (path: string) => path === "/extauthz/revocations",
+        window: 1,
+        max: FEED_RATE_LIMIT,
+      },
+    ],
     endpoints: {
       extauthzRevocations: createAuthEndpoint(
         "/extauthz/revocations",
         { method: "GET", metadata: { isAction: false } },
         async (ctx) => {
           const auth = ctx.request?.headers.get("authorization") ?? ctx.headers?.get("authorization") ?? "";
-          const got = Buffer.from(auth.startsWith("Bearer ") ? auth.slice(7) : "");
-          if (got.length !== secret.length || !timingSafeEqual(got, secret)) {
+          // Comparing digests takes the same time whatever the length presented.
+          const got = digest(auth.startsWith("Bearer ") ? auth.slice(7) : "");
+          if (!timingSafeEqual(got, secret)) {
             throw new APIError("UNAUTHORIZED", { message: "extauthz: bad secret" });
           }
-          const raw = ctx.query?.since;
-          const since = typeof raw === "string" && /^[0-9]{1,16}$/.test(raw) ? Number(raw) : 0;
+          // The cursor is the `at` of the last entry served; "<at>!" follows a full
+          // page and is read without the overlap, so that a burst larger than a page
+          // cannot pin the cursor.
+          const raw = typeof ctx.query?.since === "string" ? ctx.query.since : "";
+          const m = /^([0-9]{1,16})(!?)$/.exec(raw);
+          const since = m ? Number(m[1]) : 0;
+          const from = m?.[2] === "!" ? since : Math.max(0, since - OVERLAP_MS);
           const now = Date.now();
           const adapter = ctx.context.adapter;
-          await adapter.deleteMany({ model: MODEL, where: [{ field: "at", operator: "lt", value: now - retentionMs }] });
+          // Revoked sessions and unbans outlive every JWT after retentionMs; bans stay
+          // until lifted (an unban deletes them) or long over, so that a replica that
+          // starts later still learns of them.
+          await adapter.deleteMany({
+            model: MODEL,
+            where: [
+              { field: "at", operator: "lt", value: now - retentionMs },
+              { field: "kind", operator: "ne", value: "ban", connector: "AND" },
+            ],
+          });
+          await adapter.deleteMany({
+            model: MODEL,
+            where: [
+              { field: "kind", operator: "eq", value: "ban" },
+              { field: "until", operator: "gt", value: 0, connector: "AND" },
+              { field: "until", operator: "lt", value: now - retentionMs, connector: "AND" },
+            ],
+          });
           const rows = (await adapter.findMany({
             model: MODEL,
-            where: [{ field: "at", operator: "gte", value: Math.max(0, since - OVERLAP_MS) }],
+            where: [{ field: "at", operator: "gte", value: from }],
             sortBy: { field: "at", direction: "asc" },
             limit: PAGE_SIZE,
           })) as Array<Entry & { id: string }>;
@@ -165,7 +224,11 @@ export const extauthz = (options: ExtauthzOptions) => {
             until: r.until == null ? undefined : Number(r.until),
           }));
           const last = entries.length > 0 ? entries[entries.length - 1].at : since;
-          return ctx.json({ cursor: String(Math.max(last, since)), entries, more: rows.length === PAGE_SIZE });
+          const more = rows.length === PAGE_SIZE;
+          // A full page whose entries all share one millisecond cannot advance:
+          // say so (extauthz then counts the poll as failed) rather than loop.
+          const cursor = String(Math.max(last, since)) + (more ? "!" : "");
+          return ctx.json({ cursor, entries, more });
         },
       ),
     },
