@@ -26,18 +26,7 @@ func revocationPolicy(t *testing.T, ba *stack.BetterAuth, pg *stack.Postgres, mo
 		}
 		revocation = fmt.Sprintf("{ postgres: { dsnFile: %s } }", dsn)
 	}
-	return fmt.Sprintf(`issuers:
-  - betterAuthURL: %s
-    revocation: %s
-identity:
-  headers: { x-user-id: sub, x-user-uuid: uuid, x-user-email: email, x-session-id: sid }
-rules:
-  - name: own-tasks
-    methods: [GET, POST, PUT, PATCH, DELETE]
-    paths: ["/api/{user_id}/tasks", "/api/{user_id}/tasks/**"]
-    owner: { param: user_id, claim: uuid }
-default: deny
-`, ba.URL, revocation)
+	return stack.RevocationPolicy(ba.URL, revocation)
 }
 
 // TestRevocationOnPostgres runs the shipped example (PostgreSQL, the admin plugin

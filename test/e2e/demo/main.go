@@ -96,6 +96,9 @@ func run(stop bool) error {
 			fmt.Println("  " + line)
 		}
 	}
+	if err := signOutDemo(tools, dir, s.Recorder.Addr); err != nil {
+		return err
+	}
 	fmt.Printf("\nTry it yourself:\n  curl -i -H 'Authorization: Bearer %s' %s/api/%s/tasks\n", tok, s.Envoy.URL, alice.UUID)
 	fmt.Printf("Logs of every process: %s\n", dir)
 	if stop {
@@ -122,4 +125,65 @@ func oneLine(b []byte) string {
 		s = s[:160] + "…"
 	}
 	return s
+}
+
+// signOutDemo runs the PostgreSQL example with the extauthz plugin, signs Alice in,
+// signs her out, and shows her still-unexpired JWT refused within about a second.
+func signOutDemo(tools stack.Tools, dir, backend string) error {
+	fmt.Println("\nSign-out through the revocation feed (the PostgreSQL example with the extauthz plugin):")
+	pg, err := stack.StartPostgres(tools, dir)
+	if err != nil {
+		return err
+	}
+	defer pg.Proc.Stop()
+	ba, err := stack.StartExampleBetterAuth(tools, dir, pg)
+	if err != nil {
+		return err
+	}
+	defer ba.Proc.Stop()
+	c, err := stack.StartChain(tools, dir, "signout", stack.RevocationPolicy(ba.URL, "{ secretFile: "+ba.FeedSecretFile+" }"), backend)
+	if err != nil {
+		return err
+	}
+	defer c.Stop()
+	alice, err := ba.SignUp("Alice")
+	if err != nil {
+		return err
+	}
+	tok, err := alice.Token()
+	if err != nil {
+		return err
+	}
+	status := func() (int, error) {
+		req, _ := http.NewRequest("GET", c.Envoy.URL+"/api/"+alice.UUID+"/tasks", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	before, err := status()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("• Alice's JWT (valid 15 minutes): GET her tasks → %d\n", before)
+	if _, err := alice.Post("/api/auth/sign-out", map[string]any{}); err != nil {
+		return err
+	}
+	start := time.Now()
+	fmt.Println("• Alice signs out (POST /api/auth/sign-out); the same JWT, again and again:")
+	for time.Since(start) < 5*time.Second {
+		st, err := status()
+		if err != nil {
+			return err
+		}
+		if st != before {
+			fmt.Printf("  → %d after %s (reason session_revoked in extauthz's log)\n", st, time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("the signed-out JWT was still allowed after 5s")
 }

@@ -47,6 +47,23 @@ leeway: 1s
 	return b.String()
 }
 
+// RevocationPolicy is the own-tasks policy for the Better Auth at url, with the
+// given revocation block (YAML flow style) and the session id as a header too.
+func RevocationPolicy(url, revocation string) string {
+	return fmt.Sprintf(`issuers:
+  - betterAuthURL: %s
+    revocation: %s
+identity:
+  headers: { x-user-id: sub, x-user-uuid: uuid, x-user-email: email, x-session-id: sid }
+rules:
+  - name: own-tasks
+    methods: [GET, POST, PUT, PATCH, DELETE]
+    paths: ["/api/{user_id}/tasks", "/api/{user_id}/tasks/**"]
+    owner: { param: user_id, claim: uuid }
+default: deny
+`, url, revocation)
+}
+
 // Up starts the stack in dir. With foreign, it also starts the second Better Auth.
 func Up(t Tools, dir string, foreign bool) (s *Stack, err error) {
 	s = &Stack{}
