@@ -5,7 +5,7 @@
 // references, see schema.sql). The jwt plugin puts that uuid into every token, which
 // is what extauthz compares with the {user_id} in /api/{user_id}/tasks.
 import { betterAuth } from "better-auth";
-import { admin, jwt } from "better-auth/plugins";
+import { admin, jwt, organization } from "better-auth/plugins";
 import { extauthz, sessionClaims } from "@betterauth-extauthz/better-auth";
 import { Pool } from "pg";
 
@@ -23,6 +23,19 @@ export async function uuidOf(userId: string): Promise<string> {
     throw new Error(`user ${userId} has no uuid: was schema.sql applied?`);
   }
   return rows[0].uuid;
+}
+
+/**
+ * The user's organizations and roles, {orgId: "role,role"}, from the organization
+ * plugin's member table, for extauthz's org rules. A snapshot: a role changed or a
+ * membership removed shows in the next token (at most 15 minutes later).
+ */
+export async function orgsOf(userId: string): Promise<Record<string, string>> {
+  const { rows } = await pool.query<{ organizationId: string; role: string }>(
+    'SELECT "organizationId", role FROM member WHERE "userId" = $1',
+    [userId],
+  );
+  return Object.fromEntries(rows.map((m) => [m.organizationId, m.role]));
 }
 
 function requireSecret(name: string): string {
@@ -59,6 +72,8 @@ export const auth = betterAuth({
   plugins: [
     // Bans and admin revocations (user.role, banned, banExpires in every token).
     admin(),
+    // Organizations, members and roles; orgsOf puts them into the JWT.
+    organization(),
     // Publishes sign-outs, revocations and bans to extauthz, which polls
     // /api/auth/extauthz/revocations with this secret (its revocation.secretFile).
     extauthz({ secret: requireSecret("EXTAUTHZ_FEED_SECRET") }),
@@ -70,6 +85,7 @@ export const auth = betterAuth({
         definePayload: async ({ user, session }) => ({
           ...user,
           ...sessionClaims(session),
+          orgs: await orgsOf(user.id),
           uuid: typeof user.uuid === "string" && user.uuid ? user.uuid : await uuidOf(user.id),
         }),
       },

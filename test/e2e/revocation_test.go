@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -171,6 +172,43 @@ func revocationScenarios(t *testing.T, mode string) {
 			t.Fatal("a non-admin unbanned a user")
 		}
 	})
+
+	// The org recipe does not depend on the revocation mode: it runs with the feed.
+	orgs := func(t *testing.T) {
+		owner, err := ba.SignUp("Owner")
+		if err != nil {
+			t.Fatal(err)
+		}
+		outsider, err := ba.SignUp("Outsider")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := owner.Post("/api/auth/organization/create", map[string]any{"name": "Acme", "slug": fmt.Sprint("acme-", time.Now().UnixNano())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var org struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(b, &org); err != nil || org.ID == "" {
+			t.Fatalf("organization/create: %s %v", b, err)
+		}
+		path := "/orgs/" + org.ID + "/settings"
+		// The owner's token carries {orgId: "owner"}: allowed (the backend has no such
+		// route, so 404 is its answer); the outsider's is not_member.
+		if st := call(t, "GET", env.URL+path, bearer(token(t, owner))).status; st == 401 || st == 403 {
+			t.Fatalf("the org's owner: %d", st)
+		}
+		if st := call(t, "GET", env.URL+path, bearer(token(t, outsider))).status; st != 403 {
+			t.Fatalf("an outsider: %d", st)
+		}
+		if n, _ := ext.Metric("extauthz_decisions_total", `reason="not_member"`); n < 1 {
+			t.Errorf("not_member decisions %v, want >= 1", n)
+		}
+	}
+	if mode == "feed" {
+		t.Run("organizations", orgs)
+	}
 
 	t.Run("source gone", func(t *testing.T) {
 		s, err := alice.SignIn()

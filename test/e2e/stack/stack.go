@@ -48,7 +48,8 @@ leeway: 1s
 }
 
 // RevocationPolicy is the own-tasks policy for the Better Auth at url, with the
-// given revocation block (YAML flow style) and the session id as a header too.
+// given revocation block (YAML flow style), the session id as a header too, and an
+// org rule for the example's orgs claim.
 func RevocationPolicy(url, revocation string) string {
 	return fmt.Sprintf(`issuers:
   - betterAuthURL: %s
@@ -60,6 +61,9 @@ rules:
     methods: [GET, POST, PUT, PATCH, DELETE]
     paths: ["/api/{user_id}/tasks", "/api/{user_id}/tasks/**"]
     owner: { param: user_id, claim: uuid }
+  - name: org-admin
+    paths: ["/orgs/{org_id}/**"]
+    org: { param: org_id, roles: [owner, admin] }
 default: deny
 `, url, revocation)
 }
