@@ -143,6 +143,18 @@ func TestRenderedDeploymentIsLockedDown(t *testing.T) {
 			if name == "defaults" && (d.Spec.Replicas == nil || *d.Spec.Replicas != 2) {
 				t.Errorf("replicas %v, want 2", d.Spec.Replicas)
 			}
+			// Secret files (the revocation feed's secret) are mounted read-only, owner-read only.
+			if name == "full-values" {
+				if len(pod.Volumes) != 1 || pod.Volumes[0].Secret == nil || pod.Volumes[0].Secret.SecretName != "extauthz-feed" ||
+					pod.Volumes[0].Secret.DefaultMode == nil || *pod.Volumes[0].Secret.DefaultMode != 0o400 {
+					t.Errorf("volumes %+v", pod.Volumes)
+				}
+				if len(c.VolumeMounts) != 1 || !c.VolumeMounts[0].ReadOnly || c.VolumeMounts[0].MountPath != "/run/secrets/extauthz-feed" {
+					t.Errorf("volume mounts %+v", c.VolumeMounts)
+				}
+			} else if len(pod.Volumes) != 0 {
+				t.Errorf("volumes %+v with the defaults", pod.Volumes)
+			}
 
 			// The Role reads exactly one ConfigMap, the one the Deployment watches.
 			var role rbacv1.Role
