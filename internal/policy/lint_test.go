@@ -79,3 +79,23 @@ func TestLint(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitRoles(t *testing.T) {
+	cases := []struct {
+		in   any
+		want []string
+	}{
+		{"admin", []string{"admin"}},
+		{"admin,user", []string{"admin", "user"}},
+		{" admin , user ,", []string{"admin", "user"}},
+		{"", nil},
+		{[]any{"a", 1, "b", " "}, []string{"a", "b"}},
+		{nil, nil},
+		{42.0, nil},
+	}
+	for _, tc := range cases {
+		if got := SplitRoles(tc.in); !slices.Equal(got, tc.want) {
+			t.Errorf("SplitRoles(%#v) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
