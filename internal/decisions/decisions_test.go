@@ -2,6 +2,8 @@ package decisions_test
 
 import (
 	"context"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -68,5 +70,33 @@ func TestRunRefusesWhatCannotBeMeant(t *testing.T) {
 		if _, err := table.Run(context.Background()); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v, want it to mention %q", err, want)
 		}
+	}
+}
+
+// TestREADMETables runs every decision table the README shows, as users would copy it.
+func TestREADMETables(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, m := range regexp.MustCompile("(?s)```yaml\n(policy: \\|.*?)```").FindAllSubmatch(readme, -1) {
+		n++
+		table, err := decisions.Parse(m[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		results, err := table.Run(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range results {
+			for _, p := range r.Problems {
+				t.Errorf("README table, %s: %s", r.Name, p)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no decision table in the README")
 	}
 }
