@@ -118,6 +118,10 @@ func setHeader(req *engine.Request, key, v string) {
 		req.Authorization = append(req.Authorization, v)
 	case "origin":
 		req.Origin = v
+	case "cookie":
+		req.Cookies = append(req.Cookies, v)
+	case "referer":
+		req.Referer = v
 	case "access-control-request-method":
 		req.PreflightMethod = v
 	case "x-request-id":

@@ -66,6 +66,8 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req = &engine.Request{
 		Authorization:   r.Header.Values("Authorization"),
 		Origin:          r.Header.Get("Origin"),
+		Cookies:         r.Header.Values("Cookie"),
+		Referer:         r.Header.Get("Referer"),
 		PreflightMethod: r.Header.Get("Access-Control-Request-Method"),
 		RequestID:       r.Header.Get("X-Request-Id"),
 	}

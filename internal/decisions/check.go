@@ -33,6 +33,10 @@ func (r Request) engineRequest() (*engine.Request, error) {
 			return nil, fmt.Errorf("request.headers: give the credential as token, not Authorization")
 		case lower == "origin":
 			req.Origin = v
+		case lower == "referer":
+			req.Referer = v
+		case lower == "cookie":
+			req.Cookies = append(req.Cookies, v)
 		case lower == "access-control-request-method":
 			req.PreflightMethod = v
 		case lower == "x-request-id":

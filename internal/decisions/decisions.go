@@ -117,6 +117,22 @@ type Token struct {
 	Raw string `yaml:"raw"`
 	// Authorization is sent as the whole header value ("Basic eDp5").
 	Authorization string `yaml:"authorization"`
+	// Cookie sends the credential as Better Auth's session cookies instead: the
+	// claims become the user of a signed session_data cookie cache (sid, when
+	// given, the session's id), bound to a session_token cookie.
+	Cookie *CookieToken `yaml:"cookie"`
+}
+
+// CookieToken shapes the session cookies of a Cookie token.
+type CookieToken struct {
+	// Prefix is the cookie prefix (default better-auth); Secure adds __Secure-.
+	Prefix string `yaml:"prefix"`
+	Secure bool   `yaml:"secure"`
+	// SessionToken sent in session_token, when not the one session_data names
+	// (to test the binding).
+	SessionToken string `yaml:"sessionToken"`
+	// SessionEnds is when the session ends, a duration from now (default 7 days).
+	SessionEnds string `yaml:"sessionEnds"`
 }
 
 // Want is the decision a case must get; empty fields are not checked.
@@ -226,7 +242,14 @@ func (t *Table) Run(ctx context.Context) ([]Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("case %q: %w", c.Name, err)
 		}
-		if c.Token != nil {
+		switch {
+		case c.Token != nil && c.Token.Cookie != nil:
+			cookie, err := s.cookies(c.Token, p)
+			if err != nil {
+				return nil, fmt.Errorf("case %q: cookie: %w", c.Name, err)
+			}
+			req.Cookies = append(req.Cookies, cookie)
+		case c.Token != nil:
 			a, err := s.authorization(c.Token, p)
 			if err != nil {
 				return nil, fmt.Errorf("case %q: token: %w", c.Name, err)

@@ -46,6 +46,10 @@ type Request struct {
 	UnderscoreHeaders []string
 	// MethodOverride is true when the request carries a method-override header.
 	MethodOverride bool
+	// Cookies are the Cookie header values (Better Auth's session cookies).
+	Cookies []string
+	// Referer stands in for a missing Origin in the CSRF check.
+	Referer string
 	// CannotRemove is set by front doors whose proxy can only overwrite the identity
 	// headers by name (nginx auth_request, Traefik forwardAuth): a request carrying a
 	// header that must be removed is then denied instead.
@@ -217,7 +221,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	if rule != nil {
 		ruleName = rule.Name
 	}
-	claims, err := authenticate(ctx, s.Verifier, req.Authorization)
+	claims, method, err := s.authenticate(ctx, req)
 	if err != nil {
 		var re *reason.Error
 		if !errors.As(err, &re) {
@@ -225,7 +229,11 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 		}
 		return deny(re.Code, re.Message(), ruleName, re.Code != reason.TokenMissing)
 	}
-	if code, detail := s.checkAccount(claims, rule); code != "" {
+	code, detail := s.checkAccount(claims, rule)
+	if code == "" && method == MethodSession {
+		code, detail = s.checkOrigin(claims.Issuer, req)
+	}
+	if code != "" {
 		d := deny(code, detail, ruleName, true)
 		d.Claims = claims
 		return d
@@ -239,16 +247,13 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	}
 	d := Decision{Allow: true, Status: http.StatusOK, Rule: ruleName, TokenPresent: true, Claims: claims, RemoveSpellings: p.HeaderSpellings}
 	d.SetHeaders, d.RemoveHeaders = identityHeaders(p.Identity, claims.Values, strip)
+	if p.AuthMethodHeader != "" {
+		d.SetHeaders = append(d.SetHeaders, Header{Name: p.AuthMethodHeader, Value: method})
+	}
 	return d
 }
 
-func authenticate(ctx context.Context, v *token.Verifier, authz []string) (*token.Claims, error) {
-	raw, err := token.FromAuthorization(authz)
-	if err != nil {
-		return nil, err
-	}
-	return v.Verify(ctx, raw)
-}
+
 
 func deny(code reason.Code, detail, rule string, tokenPresent bool) Decision {
 	status := http.StatusForbidden
@@ -271,6 +276,9 @@ func allowAnonymous(p *policy.Policy, rule string, strip []string) Decision {
 	}
 	d.RemoveHeaders = append(d.RemoveHeaders, policy.MethodOverrideHeaders...)
 	d.RemoveHeaders = append(d.RemoveHeaders, strip...)
+	if p.AuthMethodHeader != "" {
+		d.RemoveHeaders = append(d.RemoveHeaders, p.AuthMethodHeader)
+	}
 	return d
 }
 

@@ -45,6 +45,12 @@ type Issuer struct {
 	MaxStale          time.Duration
 	// Revocation is the issuer's revocation feed, or nil.
 	Revocation *Revocation
+	// JWT and SessionCookie say which credentials the issuer's users may present.
+	JWT, SessionCookie bool
+	// CookiePrefix names the session cookies; TrustedOrigins may send unsafe
+	// requests with them (canonical origins, scheme://host[:port]).
+	CookiePrefix   string
+	TrustedOrigins []string
 }
 
 // Revocation is a validated RevocationConfig, defaults applied by the consumer:
@@ -78,6 +84,9 @@ type Policy struct {
 	Hash string
 	// Warnings are what Lint found: legal, but likely not what the author meant.
 	Warnings []string
+	// AuthMethodHeader, when an issuer accepts session cookies, is set on allow to
+	// how the request authenticated (jwt or session).
+	AuthMethodHeader string
 	// HeaderSpellings are the other "_"/"-" spellings of every identity and
 	// method-override header ("x_user_id", "x-user_id", …), which CGI and WSGI
 	// backends read as the same header. Front doors that cannot see the request's
@@ -161,6 +170,9 @@ func Compile(c *Config) (*Policy, error) {
 		p.Rules = append(p.Rules, r)
 	}
 	p.ClaimNames, p.AllClaims = claimsUsed(p)
+	if p.AnySessionCookie() {
+		p.AuthMethodHeader = "x-auth-method"
+	}
 	p.Warnings = lint(p)
 	return p, nil
 }
@@ -233,6 +245,9 @@ func resolveIssuer(ic IssuerConfig) (Issuer, error) {
 	}
 	if is.JWKSURL == "" {
 		return is, errors.New("jwksURL: set betterAuthURL or jwksURL")
+	}
+	if err := resolveCredentials(&is, ic); err != nil {
+		return is, err
 	}
 	if ic.Revocation != nil {
 		r, err := resolveRevocation(*ic.Revocation, ic.BetterAuthURL)
@@ -409,4 +424,87 @@ func resolveRevocation(rc RevocationConfig, betterAuthURL string) (*Revocation, 
 		return nil, fmt.Errorf("feedURL: %w", err)
 	}
 	return r, nil
+}
+
+// AnySessionCookie reports whether an issuer accepts session cookies.
+func (p *Policy) AnySessionCookie() bool {
+	for _, is := range p.Issuers {
+		if is.SessionCookie {
+			return true
+		}
+	}
+	return false
+}
+
+// OriginOf is the canonical origin of an Origin header or a Referer URL (its
+// path, query and fragment dropped).
+func OriginOf(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	u.Path, u.RawPath, u.RawQuery, u.Fragment, u.RawFragment, u.ForceQuery = "", "", "", "", "", false
+	return CanonicalOrigin(u.String())
+}
+
+// Credential kinds an issuer may accept.
+const (
+	CredentialJWT           = "jwt"
+	CredentialSessionCookie = "sessionCookie"
+)
+
+func resolveCredentials(is *Issuer, ic IssuerConfig) error {
+	creds := ic.Credentials
+	if len(creds) == 0 {
+		creds = []string{CredentialJWT}
+	}
+	for _, c := range creds {
+		switch c {
+		case CredentialJWT:
+			is.JWT = true
+		case CredentialSessionCookie:
+			is.SessionCookie = true
+		default:
+			return fmt.Errorf("credentials: %q is not jwt or sessionCookie", c)
+		}
+	}
+	is.CookiePrefix = ic.CookiePrefix
+	if is.CookiePrefix == "" {
+		is.CookiePrefix = "better-auth"
+	}
+	origins := ic.TrustedOrigins
+	if len(origins) == 0 {
+		origins = []string{is.Issuer}
+	}
+	for _, o := range origins {
+		c, err := CanonicalOrigin(o)
+		if err != nil {
+			return fmt.Errorf("trustedOrigins: %w", err)
+		}
+		is.TrustedOrigins = append(is.TrustedOrigins, c)
+	}
+	return nil
+}
+
+// CanonicalOrigin returns scheme://host[:port] in lower case, without a default
+// port, or an error for anything that is not an http(s) origin (a path, a query,
+// userinfo).
+func CanonicalOrigin(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("%q is not an http(s) origin", jwksurl.Redact(raw))
+	}
+	host := strings.ToLower(u.Hostname())
+	port := u.Port()
+	if (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
+		port = ""
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port != "" {
+		host += ":" + port
+	}
+	return strings.ToLower(u.Scheme) + "://" + host, nil
 }

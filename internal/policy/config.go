@@ -52,6 +52,15 @@ type IssuerConfig struct {
 	RefetchCooldown time.Duration `yaml:"refetchCooldown"`
 	// MaxStale is how long keys survive a JWKS outage (default 24h).
 	MaxStale time.Duration `yaml:"maxStale"`
+	// Credentials accepted from this issuer: "jwt" (a Bearer JWT, the default) and
+	// "sessionCookie" (Better Auth's session cookies with the signed cookie cache,
+	// verified offline).
+	Credentials []string `yaml:"credentials"`
+	// CookiePrefix is Better Auth's advanced.cookiePrefix (default "better-auth").
+	CookiePrefix string `yaml:"cookiePrefix"`
+	// TrustedOrigins may send cookie-authenticated unsafe requests (CSRF); the
+	// issuer's origin when empty.
+	TrustedOrigins []string `yaml:"trustedOrigins"`
 	// Revocation, when set, makes sign-out, session revocation and bans take
 	// effect within seconds: extauthz polls the extauthz plugin's feed in Better
 	// Auth and denies what it lists.

@@ -41,7 +41,7 @@ func compileIdentity(c IdentityConfig) (hs []IdentityHeader, spelt []string, err
 var reservedHeaders = []string{
 	"authorization", "cookie", "host", "content-length", "content-type", "transfer-encoding",
 	"connection", "upgrade", "te", "trailer", "keep-alive", "proxy-authorization", "x-envoy-auth-headers-to-remove",
-	"forwarded", "x-real-ip", "x-request-id",
+	"forwarded", "x-real-ip", "x-request-id", "x-auth-method",
 }
 
 // reservedPrefixes are families of reserved names.

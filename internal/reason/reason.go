@@ -36,6 +36,9 @@ const (
 	RevocationUnavailable Code = "revocation_unavailable"
 	// TokenTooOld: the rule's maxTokenAge is shorter than now - iat.
 	TokenTooOld Code = "token_too_old"
+	// CredentialNotAccepted: a valid credential of a kind its issuer does not
+	// accept (a JWT where only session cookies are, or the other way round).
+	CredentialNotAccepted Code = "credential_not_accepted"
 )
 
 // Policy codes: the token (if any) was fine but the request is not allowed.
@@ -51,6 +54,9 @@ const (
 	// NotMember: the org rule's organization is not in the token's orgs claim, or
 	// not with a role the rule wants.
 	NotMember Code = "not_member"
+	// CSRFOriginMismatch: a cookie-authenticated unsafe request (not GET, HEAD or
+	// OPTIONS) whose Origin (or Referer) is not one of the issuer's trustedOrigins.
+	CSRFOriginMismatch Code = "csrf_origin_mismatch"
 	// NotReady is used while no valid policy is loaded: the service fails closed.
 	NotReady Code = "not_ready"
 	// InternalError is a request that made extauthz panic; it is denied, counted in
@@ -72,8 +78,8 @@ const (
 var All = []Code{
 	TokenMissing, TokenMalformed, TokenTooLarge, AlgNotAllowed, UnknownKID, SignatureInvalid,
 	TokenExpired, TokenNotYetValid, IssuerMismatch, AudienceMismatch, JWKSUnavailable,
-	UserBanned, SessionRevoked, RevocationUnavailable, TokenTooOld,
-	ClaimMissing, OwnerMismatch, ConditionFalse, NoRule, EmailUnverified, AnonymousDenied, NotMember,
+	UserBanned, SessionRevoked, RevocationUnavailable, TokenTooOld, CredentialNotAccepted,
+	ClaimMissing, OwnerMismatch, ConditionFalse, NoRule, EmailUnverified, AnonymousDenied, NotMember, CSRFOriginMismatch,
 	NotReady, InternalError,
 	PathRejected, HostRejected, MethodRejected, HeaderRejected,
 }
@@ -84,7 +90,7 @@ func (c Code) Unauthenticated() bool {
 	switch c {
 	case TokenMissing, TokenMalformed, TokenTooLarge, AlgNotAllowed, UnknownKID, SignatureInvalid,
 		TokenExpired, TokenNotYetValid, IssuerMismatch, AudienceMismatch, JWKSUnavailable,
-		UserBanned, SessionRevoked, RevocationUnavailable, TokenTooOld:
+		UserBanned, SessionRevoked, RevocationUnavailable, TokenTooOld, CredentialNotAccepted:
 		return true
 	}
 	return false

@@ -68,7 +68,7 @@ func parseCompact(raw string) (*compact, error) {
 
 // header is the subset of the JOSE header we act on.
 type header struct {
-	Alg, Kid string
+	Alg, Kid, Typ string
 	// Crit or B64 present: extensions we do not implement.
 	Crit, B64 bool
 }
@@ -90,6 +90,11 @@ func parseHeader(hdrJSON []byte) (header, error) {
 	if v, present := m["kid"]; present {
 		if h.Kid, ok = v.(string); !ok {
 			return header{}, errors.New("kid is not a string")
+		}
+	}
+	if v, present := m["typ"]; present {
+		if h.Typ, ok = v.(string); !ok {
+			return header{}, errors.New("typ is not a string")
 		}
 	}
 	_, h.Crit = m["crit"]

@@ -213,11 +213,16 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*cacheEntry, error) 
 	if err != nil {
 		return nil, err
 	}
+	// Better Auth signs its session cookie cache with the same keys: presented as a
+	// Bearer token it would pass for a JWT with another audience and shape.
+	if c.hdr.Typ == CookieCacheType {
+		return nil, reason.Errorf(reason.TokenMalformed, "a session cookie cache is not a bearer token")
+	}
 	iss, key, err := v.checkSignature(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	return v.checkClaims(c, iss, key)
+	return v.checkClaims(c, iss, key, iss.cfg.Audiences, nil)
 }
 
 // checkSignature finds the key c names among its issuer's and verifies the
@@ -256,7 +261,11 @@ func (v *Verifier) checkSignature(ctx context.Context, c *compact) (*issuer, *ke
 
 // checkClaims decodes the claims of a token whose signature verified, strictly,
 // and checks the registered ones against iss and the clock.
-func (v *Verifier) checkClaims(c *compact, iss *issuer, key *keyset.Key) (*cacheEntry, error) {
+// reshape turns verified claims into those a policy reads, with a deadline of its
+// own (zero: none): the session cookie cache's session and user.
+type reshape func(claims map[string]any) (map[string]any, time.Time, error)
+
+func (v *Verifier) checkClaims(c *compact, iss *issuer, key *keyset.Key, audiences []string, shape reshape) (*cacheEntry, error) {
 	claims, err := decodeObject(c.payload)
 	if err != nil {
 		return nil, reason.Wrap(reason.TokenMalformed, "claims are not a valid JSON object", err)
@@ -289,12 +298,21 @@ func (v *Verifier) checkClaims(c *compact, iss *issuer, key *keyset.Key) (*cache
 	default:
 		return nil, reason.Wrap(reason.TokenMalformed, "claims do not validate", err)
 	}
-	if !audienceMatches(tok.Audience(), iss.cfg.Audiences) {
+	if !audienceMatches(tok.Audience(), audiences) {
 		return nil, reason.Errorf(reason.AudienceMismatch, "aud %q does not contain an accepted audience", reason.Clip(fmt.Sprint(tok.Audience()), 200))
 	}
 	sub, _ := claims["sub"].(string)
+	var deadline time.Time
+	if shape != nil {
+		if claims, deadline, err = shape(claims); err != nil {
+			return nil, err
+		}
+	}
 	set := newClaimSet(claims, v.keep)
 	from, until := validity(tok.Expiration(), tok.NotBefore(), tok.IssuedAt(), v.leeway)
+	if !deadline.IsZero() && deadline.UnixNano() < until {
+		until = deadline.UnixNano()
+	}
 	return &cacheEntry{
 		claims: Claims{
 			Issuer: iss.cfg.Issuer, Subject: sub, KID: key.KID, Alg: c.alg,

@@ -1,0 +1,96 @@
+package engine
+
+import (
+	"context"
+	"net/http"
+	"slices"
+
+	"github.com/betterauth-extauthz/extauthz/internal/policy"
+	"github.com/betterauth-extauthz/extauthz/internal/reason"
+	"github.com/betterauth-extauthz/extauthz/internal/sessioncookie"
+	"github.com/betterauth-extauthz/extauthz/internal/token"
+)
+
+// How a request authenticated, as the x-auth-method header says.
+const (
+	MethodJWT     = "jwt"
+	MethodSession = "session"
+)
+
+// authenticate verifies the request's credential: a Bearer JWT when there is an
+// Authorization header, else Better Auth's session cookies for the issuers that
+// accept them. Each must be a kind its issuer accepts.
+func (s *Snapshot) authenticate(ctx context.Context, req *Request) (*token.Claims, string, error) {
+	if len(req.Authorization) > 0 || !s.Policy.AnySessionCookie() {
+		raw, err := token.FromAuthorization(req.Authorization)
+		if err != nil {
+			return nil, "", err
+		}
+		c, err := s.Verifier.Verify(ctx, raw)
+		if err != nil {
+			return nil, "", err
+		}
+		if is := s.issuer(c.Issuer); is == nil || !is.JWT {
+			return nil, "", reason.Errorf(reason.CredentialNotAccepted, "%s does not accept JWTs here (credentials)", c.Issuer)
+		}
+		return c, MethodJWT, nil
+	}
+	var prefixes []string
+	for _, is := range s.Policy.Issuers {
+		if is.SessionCookie && !slices.Contains(prefixes, is.CookiePrefix) {
+			prefixes = append(prefixes, is.CookiePrefix)
+		}
+	}
+	for _, prefix := range prefixes {
+		cookies, err := sessioncookie.Parse(req.Cookies, prefix)
+		if err != nil {
+			return nil, "", reason.Wrap(reason.TokenMalformed, "session cookies", err)
+		}
+		switch {
+		case cookies.Data != "":
+			c, err := s.Verifier.VerifyCookieCache(ctx, cookies.Data, cookies.Token)
+			if err != nil {
+				return nil, "", err
+			}
+			if is := s.issuer(c.Issuer); is == nil || !is.SessionCookie || is.CookiePrefix != prefix {
+				return nil, "", reason.Errorf(reason.CredentialNotAccepted, "%s does not accept these session cookies (credentials, cookiePrefix)", c.Issuer)
+			}
+			return c, MethodSession, nil
+		case cookies.Token != "":
+			return nil, "", reason.Errorf(reason.TokenMissing, "a session cookie without the signed cookie cache (enable jwt({ sessionCookieCache: true }))")
+		}
+	}
+	return nil, "", reason.Errorf(reason.TokenMissing, "no Authorization header and no session cookie")
+}
+
+func (s *Snapshot) issuer(name string) *policy.Issuer {
+	for i := range s.Policy.Issuers {
+		if s.Policy.Issuers[i].Issuer == name {
+			return &s.Policy.Issuers[i]
+		}
+	}
+	return nil
+}
+
+// checkOrigin is the CSRF check of a cookie-authenticated request: a browser sends
+// cookies with a cross-site form POST, so an unsafe method needs an Origin (or,
+// without one, a Referer) that the issuer trusts.
+func (s *Snapshot) checkOrigin(issuer string, req *Request) (reason.Code, string) {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return "", ""
+	}
+	origin := req.Origin
+	if origin == "" || origin == "null" {
+		origin = req.Referer
+	}
+	if origin == "" {
+		return reason.CSRFOriginMismatch, "a cookie-authenticated " + req.Method + " without Origin or Referer"
+	}
+	o, err := policy.OriginOf(origin)
+	is := s.issuer(issuer)
+	if err != nil || is == nil || !slices.Contains(is.TrustedOrigins, o) {
+		return reason.CSRFOriginMismatch, "a cookie-authenticated " + req.Method + " from an origin the issuer does not trust"
+	}
+	return "", ""
+}

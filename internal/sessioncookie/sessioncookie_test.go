@@ -1,0 +1,36 @@
+package sessioncookie_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/betterauth-extauthz/extauthz/internal/sessioncookie"
+)
+
+func TestParse(t *testing.T) {
+	cases := []struct {
+		name    string
+		headers []string
+		prefix  string
+		want    sessioncookie.Cookies
+		err     error
+	}{
+		{"none", []string{"theme=dark; lang=en"}, "", sessioncookie.Cookies{}, nil},
+		{"token and data", []string{"better-auth.session_token=abc.c2lnbmF0dXJl; better-auth.session_data=h.p.s"}, "", sessioncookie.Cookies{Token: "abc", Data: "h.p.s"}, nil},
+		{"URL-encoded signature", []string{"better-auth.session_token=abc.c2ln%2Bb%3D%3D"}, "", sessioncookie.Cookies{Token: "abc"}, nil},
+		{"__Secure- on https", []string{"__Secure-better-auth.session_token=abc.sig; __Secure-better-auth.session_data=h.p.s"}, "", sessioncookie.Cookies{Token: "abc", Data: "h.p.s"}, nil},
+		{"chunks, out of order, two headers", []string{"better-auth.session_data.1=p.s; better-auth.session_token=abc.sig", "better-auth.session_data.0=h."}, "", sessioncookie.Cookies{Token: "abc", Data: "h.p.s"}, nil},
+		{"custom prefix", []string{"myapp.session_token=abc.sig; better-auth.session_token=zzz.sig"}, "myapp", sessioncookie.Cookies{Token: "abc"}, nil},
+		{"name twice", []string{"better-auth.session_token=abc.sig", "better-auth.session_token=evil.sig"}, "", sessioncookie.Cookies{}, sessioncookie.ErrAmbiguous},
+		{"with and without __Secure-", []string{"better-auth.session_token=a.s; __Secure-better-auth.session_token=b.s"}, "", sessioncookie.Cookies{}, sessioncookie.ErrAmbiguous},
+		{"whole and chunked", []string{"better-auth.session_data=x; better-auth.session_data.0=y"}, "", sessioncookie.Cookies{}, sessioncookie.ErrAmbiguous},
+		{"a chunk missing", []string{"better-auth.session_data.0=x; better-auth.session_data.2=y"}, "", sessioncookie.Cookies{}, sessioncookie.ErrAmbiguous},
+		{"not our chunk suffix", []string{"better-auth.session_data.x=y; better-auth.session_data.99=z"}, "", sessioncookie.Cookies{}, nil},
+	}
+	for _, tc := range cases {
+		got, err := sessioncookie.Parse(tc.headers, tc.prefix)
+		if !errors.Is(err, tc.err) || (tc.err == nil && got != tc.want) {
+			t.Errorf("%s: %+v, %v; want %+v, %v", tc.name, got, err, tc.want, tc.err)
+		}
+	}
+}
