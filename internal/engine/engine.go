@@ -253,8 +253,6 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	return d
 }
 
-
-
 func deny(code reason.Code, detail, rule string, tokenPresent bool) Decision {
 	status := http.StatusForbidden
 	switch {
