@@ -27,6 +27,12 @@ func (s *Snapshot) checkAccount(c *token.Claims, rule *policy.Rule) (reason.Code
 		return reason.UserBanned, detail
 	}
 	if rc := s.Revocations[c.Issuer]; rc != nil {
+		if is := s.issuer(c.Issuer); is != nil && is.Revocation != nil && is.Revocation.Postgres == nil &&
+			(c.IssuedAt.IsZero() || c.Expiry.Sub(c.IssuedAt) > is.Revocation.Retention) {
+			// The feed forgets revocations after its retention: a token that lives
+			// longer could outlive the memory of its own sign-out.
+			return reason.RevocationUnavailable, "the token lives longer than the revocation feed's retention (" + is.Revocation.Retention.String() + ")"
+		}
 		sid, _ := c.Values.Get("sid")
 		sidStr, _ := sid.(string)
 		if sidStr == "" && s.requiresSession(c.Issuer) {

@@ -42,8 +42,6 @@ func newCELEnv() (*cel.Env, error) {
 	return env, nil
 }
 
-// compileCondition parses and type-checks expr once; it must yield a bool. It also
-// returns the claims the expression reads, and whether it may read any claim.
 // rolesOf splits the role claim of a CEL claims map (see SplitRoles).
 func rolesOf(c ref.Val) []string {
 	m, ok := c.(traits.Mapper)
@@ -57,6 +55,8 @@ func rolesOf(c ref.Val) []string {
 	return SplitRoles(v.Value())
 }
 
+// compileCondition parses and type-checks expr once; it must yield a bool. It also
+// returns the claims the expression reads, and whether it may read any claim.
 func compileCondition(env *cel.Env, expr string) (prg cel.Program, claims []string, anyClaim bool, err error) {
 	checked, iss := env.Compile(expr)
 	if iss.Err() != nil {

@@ -60,7 +60,9 @@ type Revocation struct {
 	PollInterval, MaxStale  time.Duration
 	FailOpen, AllowInsecure bool
 	RequireSession          bool
-	Postgres                *RevocationPostgresConfig
+	// Retention bounds how long a token may live (exp - iat) to be checked.
+	Retention time.Duration
+	Postgres  *RevocationPostgresConfig
 }
 
 // IdentityHeader injects one claim as one header.
@@ -76,8 +78,9 @@ type Policy struct {
 	Default        DefaultAction
 	AllowPreflight bool
 	Leeway         time.Duration
-	// ClaimNames lists every claim the policy reads (identity headers, owner rules, and
-	// conditions), unless AllClaims: a condition may read any claim.
+	// ClaimNames lists every claim the policy reads (identity headers, owner and org
+	// rules, requireVerifiedEmail, denyAnonymous, conditions), unless AllClaims: a
+	// condition may read any claim.
 	ClaimNames []string
 	AllClaims  bool
 	// Hash identifies the source document (first 16 hex digits of its SHA-256).
@@ -388,7 +391,14 @@ func compileAccountChecks(r *Rule, rc RuleConfig) error {
 
 func resolveRevocation(rc RevocationConfig, betterAuthURL string) (*Revocation, error) {
 	r := &Revocation{FeedURL: rc.FeedURL, SecretFile: rc.SecretFile, PollInterval: rc.PollInterval, MaxStale: rc.MaxStale,
-		FailOpen: rc.FailOpen, AllowInsecure: rc.AllowInsecure, RequireSession: rc.RequireSession == nil || *rc.RequireSession}
+		FailOpen: rc.FailOpen, AllowInsecure: rc.AllowInsecure, RequireSession: rc.RequireSession == nil || *rc.RequireSession,
+		Retention: rc.Retention}
+	switch {
+	case r.Retention < 0:
+		return nil, errors.New("retention: must not be negative")
+	case r.Retention == 0:
+		r.Retention = time.Hour
+	}
 	if rc.Postgres != nil {
 		if rc.FeedURL != "" || rc.SecretFile != "" || rc.PollInterval != 0 || rc.MaxStale != 0 {
 			return nil, errors.New("postgres: a database or a feed, not both (feedURL, secretFile, pollInterval and maxStale are the feed's)")

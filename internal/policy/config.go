@@ -80,6 +80,10 @@ type RevocationConfig struct {
 	FailOpen     bool          `yaml:"failOpen"`
 	// AllowInsecure accepts a plain-http feed on a non-loopback host.
 	AllowInsecure bool `yaml:"allowInsecure"`
+	// Retention is how long revocations are remembered (default 1h): it must be
+	// longer than Better Auth's JWT lifetime (the plugin's retentionMs too). A
+	// token that lives longer is denied revocation_unavailable.
+	Retention time.Duration `yaml:"retention"`
 	// RequireSession (default true) denies tokens without a sid claim: without one,
 	// signing out of that session cannot be seen.
 	RequireSession *bool `yaml:"requireSession"`

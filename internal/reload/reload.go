@@ -102,7 +102,8 @@ func (r *Reloader) Apply(ctx context.Context, u Update) Outcome {
 	err = waitReady(wctx, snap)
 	cancel()
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		// Shutting down: nothing to swap to.
+		// Shutting down: nothing to swap to, and nothing new to keep running.
+		r.retain(r.inForce)
 		return Outcome{Result: Rejected, Hash: r.hash, Err: fmt.Errorf("waiting for keys: %w", err)}
 	}
 	r.cfg.Engine.Swap(snap)

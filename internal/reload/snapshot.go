@@ -65,7 +65,7 @@ func build(p *policy.Policy, pool *jwkscache.Pool, feeds *revocation.Pool, log *
 			continue
 		}
 		f, err := feeds.Acquire(revocation.Config{Issuer: is.Issuer, URL: r.FeedURL, SecretFile: r.SecretFile, AllowInsecure: r.AllowInsecure,
-			PollInterval: r.PollInterval, MaxStale: r.MaxStale, FailOpen: r.FailOpen, Log: log, Now: base.Now})
+			PollInterval: r.PollInterval, MaxStale: r.MaxStale, FailOpen: r.FailOpen, Retention: r.Retention, Log: log, Now: base.Now})
 		if err != nil {
 			return nil, fmt.Errorf("issuer %s: %w", is.Issuer, err)
 		}

@@ -139,7 +139,6 @@ func (f *Feed) Ready() <-chan struct{} { return f.ready }
 
 func (f *Feed) loop(ctx context.Context) {
 	defer close(f.done)
-	defer f.cfg.Metrics.RevocationForget(f.cfg.Issuer)
 	t := time.NewTicker(f.cfg.PollInterval)
 	defer t.Stop()
 	for {

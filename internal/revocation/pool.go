@@ -97,9 +97,18 @@ func (p *Pool) Retain(feeds []*Feed, dbs []*Postgres) {
 			closeDBs = append(closeDBs, db)
 		}
 	}
+	successor := map[string]bool{}
+	for _, f := range p.feeds {
+		successor[f.cfg.Issuer] = true
+	}
 	p.mu.Unlock()
 	for _, f := range stop {
 		f.Stop()
+		// A feed whose settings changed has a successor for the same issuer, whose
+		// series must stay.
+		if !successor[f.cfg.Issuer] {
+			p.metrics.RevocationForget(f.cfg.Issuer)
+		}
 	}
 	for _, db := range closeDBs {
 		db.Close()

@@ -54,7 +54,7 @@ type Postgres struct {
 	cfg   PostgresConfig
 	pool  *pgxpool.Pool
 	query string
-	bans  bool // the user table has the admin plugin's columns
+	known bool // the columns were learnt (see learnColumns)
 	group singleflight.Group
 	mu    sync.Mutex
 	cache map[string]answer
@@ -106,25 +106,30 @@ func NewPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 		return nil, fmt.Errorf("revocation postgres: %w", err)
 	}
 	p := &Postgres{cfg: cfg, pool: pool, cache: map[string]answer{}}
-	p.bans = p.hasBanColumns(ctx)
-	sess, user := pgx.Identifier{cfg.SessionTable}.Sanitize(), pgx.Identifier{cfg.UserTable}.Sanitize()
-	ban := `false, NULL::timestamptz`
-	if p.bans {
-		ban = `coalesce(u."banned", false), u."banExpires"`
-	}
-	p.query = `SELECT s."expiresAt", ` + ban + ` FROM ` + sess + ` s JOIN ` + user + ` u ON u."id" = s."userId" WHERE s."id" = $1`
+	p.learnColumns(ctx)
 	return p, nil
 }
 
-func (p *Postgres) hasBanColumns(ctx context.Context) bool {
+// learnColumns finds whether the user table has the admin plugin's ban columns and
+// builds the query; when the database cannot be asked, it is asked again at the
+// next lookup (until then, the query reads no bans).
+func (p *Postgres) learnColumns(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var n int
-	err := p.pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.columns WHERE table_name = $1 AND column_name IN ('banned', 'banExpires')`, p.cfg.UserTable).Scan(&n)
+	err := p.pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 AND column_name IN ('banned', 'banExpires')`, p.cfg.UserTable).Scan(&n)
 	if err != nil {
-		p.cfg.Log.Warn("revocation postgres: could not read the user table's columns; bans are read from tokens only", "issuer", p.cfg.Issuer, "error", err.Error())
+		p.cfg.Log.Warn("revocation postgres: could not read the user table's columns yet", "issuer", p.cfg.Issuer, "error", err.Error())
 	}
-	return n == 2
+	sess, user := pgx.Identifier{p.cfg.SessionTable}.Sanitize(), pgx.Identifier{p.cfg.UserTable}.Sanitize()
+	ban := `false, NULL::timestamptz`
+	if n == 2 {
+		ban = `coalesce(u."banned", false), u."banExpires"`
+	}
+	q := `SELECT s."expiresAt", ` + ban + ` FROM ` + sess + ` s JOIN ` + user + ` u ON u."id" = s."userId" WHERE s."id" = $1`
+	p.mu.Lock()
+	p.query, p.known = q, err == nil
+	p.mu.Unlock()
 }
 
 // Close closes the connections.
@@ -150,12 +155,21 @@ func (p *Postgres) Check(sid, _ string, _, exp time.Time) (reason.Code, string) 
 }
 
 func (p *Postgres) lookup(sid string, now, exp time.Time) answer {
+	p.mu.Lock()
+	known := p.known
+	p.mu.Unlock()
+	if !known {
+		p.learnColumns(context.Background())
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	p.mu.Lock()
+	query := p.query
+	p.mu.Unlock()
 	var expiresAt time.Time
 	var banned bool
 	var banExpires *time.Time
-	err := p.pool.QueryRow(ctx, p.query, sid).Scan(&expiresAt, &banned, &banExpires)
+	err := p.pool.QueryRow(ctx, query, sid).Scan(&expiresAt, &banned, &banExpires)
 	var a answer
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):

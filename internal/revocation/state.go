@@ -14,9 +14,12 @@ import (
 // Entry kinds, as the feed writes them.
 const (
 	KindSession = "session" // one session ended (sign-out, revoke-session)
-	KindUser    = "user"    // every session of a user ended (revoke-sessions, ban)
-	KindBan     = "ban"     // a user was banned, until Until (0: no end)
-	KindUnban   = "unban"   // a user's ban was lifted
+	// KindUser: every session of a user that was issued before At ended. The
+	// shipped plugin publishes one session entry per session instead; the kind is
+	// for other publishers of the feed.
+	KindUser  = "user"
+	KindBan   = "ban"   // a user was banned, until Until (0: no end)
+	KindUnban = "unban" // a user's ban was lifted
 )
 
 // Entry is one revocation. Times are Unix milliseconds, as Better Auth's clock

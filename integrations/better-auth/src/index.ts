@@ -70,6 +70,8 @@ export const extauthz = (options: ExtauthzOptions) => {
   const retentionMs = options.retentionMs ?? 60 * 60 * 1000;
   // The adapter of the running instance, set by init.
   let record: (e: Entry) => Promise<void> = async () => {};
+  // Pruning runs at most once a minute, not on every poll of every replica.
+  let prunedAt = 0;
 
   return {
     id: "extauthz",
@@ -195,21 +197,24 @@ export const extauthz = (options: ExtauthzOptions) => {
           // Revoked sessions and unbans outlive every JWT after retentionMs; bans stay
           // until lifted (an unban deletes them) or long over, so that a replica that
           // starts later still learns of them.
-          await adapter.deleteMany({
-            model: MODEL,
-            where: [
-              { field: "at", operator: "lt", value: now - retentionMs },
-              { field: "kind", operator: "ne", value: "ban", connector: "AND" },
-            ],
-          });
-          await adapter.deleteMany({
-            model: MODEL,
-            where: [
-              { field: "kind", operator: "eq", value: "ban" },
-              { field: "until", operator: "gt", value: 0, connector: "AND" },
-              { field: "until", operator: "lt", value: now - retentionMs, connector: "AND" },
-            ],
-          });
+          if (now - prunedAt > 60_000) {
+            prunedAt = now;
+            await adapter.deleteMany({
+              model: MODEL,
+              where: [
+                { field: "at", operator: "lt", value: now - retentionMs },
+                { field: "kind", operator: "ne", value: "ban", connector: "AND" },
+              ],
+            });
+            await adapter.deleteMany({
+              model: MODEL,
+              where: [
+                { field: "kind", operator: "eq", value: "ban" },
+                { field: "until", operator: "gt", value: 0, connector: "AND" },
+                { field: "until", operator: "lt", value: now - retentionMs, connector: "AND" },
+              ],
+            });
+          }
           const rows = (await adapter.findMany({
             model: MODEL,
             where: [{ field: "at", operator: "gte", value: from }],
