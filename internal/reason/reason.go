@@ -36,6 +36,9 @@ const (
 	RevocationUnavailable Code = "revocation_unavailable"
 	// TokenTooOld: the rule's maxTokenAge is shorter than now - iat.
 	TokenTooOld Code = "token_too_old"
+	// SessionUnavailable: a credential checked online (get-session) could not be
+	// checked: Better Auth unreachable, slow, or answering an error.
+	SessionUnavailable Code = "session_unavailable"
 	// CredentialNotAccepted: a valid credential of a kind its issuer does not
 	// accept (a JWT where only session cookies are, or the other way round).
 	CredentialNotAccepted Code = "credential_not_accepted"
@@ -78,7 +81,7 @@ const (
 var All = []Code{
 	TokenMissing, TokenMalformed, TokenTooLarge, AlgNotAllowed, UnknownKID, SignatureInvalid,
 	TokenExpired, TokenNotYetValid, IssuerMismatch, AudienceMismatch, JWKSUnavailable,
-	UserBanned, SessionRevoked, RevocationUnavailable, TokenTooOld, CredentialNotAccepted,
+	UserBanned, SessionRevoked, RevocationUnavailable, TokenTooOld, CredentialNotAccepted, SessionUnavailable,
 	ClaimMissing, OwnerMismatch, ConditionFalse, NoRule, EmailUnverified, AnonymousDenied, NotMember, CSRFOriginMismatch,
 	NotReady, InternalError,
 	PathRejected, HostRejected, MethodRejected, HeaderRejected,
@@ -90,7 +93,7 @@ func (c Code) Unauthenticated() bool {
 	switch c {
 	case TokenMissing, TokenMalformed, TokenTooLarge, AlgNotAllowed, UnknownKID, SignatureInvalid,
 		TokenExpired, TokenNotYetValid, IssuerMismatch, AudienceMismatch, JWKSUnavailable,
-		UserBanned, SessionRevoked, RevocationUnavailable, TokenTooOld, CredentialNotAccepted:
+		UserBanned, SessionRevoked, RevocationUnavailable, TokenTooOld, CredentialNotAccepted, SessionUnavailable:
 		return true
 	}
 	return false
