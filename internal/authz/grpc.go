@@ -68,9 +68,10 @@ func NewGRPC(cfg Config) (*GRPC, error) {
 func (g *GRPC) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	h := in.GetAttributes().GetRequest().GetHttp()
 	req := &engine.Request{
-		Method: h.GetMethod(),
-		Path:   h.GetPath(),
-		Host:   h.GetHost(),
+		Method:        h.GetMethod(),
+		Path:          h.GetPath(),
+		Host:          h.GetHost(),
+		ClientAddress: in.GetAttributes().GetSource().GetAddress().GetSocketAddress().GetAddress(),
 	}
 	if hm := h.GetHeaderMap(); hm != nil && len(hm.GetHeaders()) > 0 {
 		// header_map (encode_raw_headers) keeps repeated headers apart.
@@ -120,6 +121,8 @@ func setHeader(req *engine.Request, key, v string) {
 		req.Origin = v
 	case "cookie":
 		req.Cookies = append(req.Cookies, v)
+	case "x-api-key":
+		req.APIKey = v
 	case "referer":
 		req.Referer = v
 	case "access-control-request-method":

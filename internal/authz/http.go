@@ -67,6 +67,8 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Authorization:   r.Header.Values("Authorization"),
 		Origin:          r.Header.Get("Origin"),
 		Cookies:         r.Header.Values("Cookie"),
+		APIKey:          r.Header.Get("X-Api-Key"),
+		ClientAddress:   r.Header.Get("X-Forwarded-For"),
 		Referer:         r.Header.Get("Referer"),
 		PreflightMethod: r.Header.Get("Access-Control-Request-Method"),
 		RequestID:       r.Header.Get("X-Request-Id"),

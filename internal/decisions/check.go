@@ -37,6 +37,8 @@ func (r Request) engineRequest() (*engine.Request, error) {
 			req.Referer = v
 		case lower == "cookie":
 			req.Cookies = append(req.Cookies, v)
+		case lower == "x-api-key":
+			req.APIKey = v
 		case lower == "access-control-request-method":
 			req.PreflightMethod = v
 		case lower == "x-request-id":

@@ -220,6 +220,9 @@ func (t *Table) Run(ctx context.Context) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A table calls no Better Auth: credentials that need get-session are answered
+	// session_unavailable.
+	snap.Online = nil
 	for iss, rv := range t.Revocation {
 		if !slices.ContainsFunc(p.Issuers, func(is policy.Issuer) bool { return is.Issuer == iss }) {
 			return nil, fmt.Errorf("revocation: %q is not an issuer of the policy", iss)

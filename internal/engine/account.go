@@ -21,12 +21,13 @@ type RevocationChecker interface {
 // banned user is refused until banExpires, a revoked session or user is refused
 // (checked on every request, cached verification or not), and the rule's
 // maxTokenAge bounds how long ago the token was issued.
-func (s *Snapshot) checkAccount(c *token.Claims, rule *policy.Rule) (reason.Code, string) {
+func (s *Snapshot) checkAccount(c *token.Claims, rule *policy.Rule, method string) (reason.Code, string) {
 	now := s.now()
 	if banned, detail := bannedAt(&c.Values, now); banned {
 		return reason.UserBanned, detail
 	}
-	if rc := s.Revocations[c.Issuer]; rc != nil {
+	// A credential checked online was just confirmed by Better Auth itself.
+	if rc := s.Revocations[c.Issuer]; rc != nil && !onlineMethod(method) {
 		if is := s.issuer(c.Issuer); is != nil && is.Revocation != nil && is.Revocation.Postgres == nil &&
 			(c.IssuedAt.IsZero() || c.Expiry.Sub(c.IssuedAt) > is.Revocation.Retention) {
 			// The feed forgets revocations after its retention: a token that lives

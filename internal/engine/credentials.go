@@ -4,7 +4,9 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strings"
 
+	"github.com/betterauth-extauthz/extauthz/internal/online"
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
 	"github.com/betterauth-extauthz/extauthz/internal/sessioncookie"
@@ -15,16 +17,56 @@ import (
 const (
 	MethodJWT     = "jwt"
 	MethodSession = "session"
+	MethodAPIKey  = "api-key"
+
+	// Internal distinctions of a session: checked online (its cookie, or the
+	// bearer plugin's token). x-auth-method says "session" for both.
+	methodOnlineCookie = "session-online-cookie"
+	methodOnlineBearer = "session-online-bearer"
 )
+
+func methodName(m string) string {
+	if m == methodOnlineCookie || m == methodOnlineBearer {
+		return MethodSession
+	}
+	return m
+}
+
+func onlineMethod(m string) bool {
+	return m == methodOnlineCookie || m == methodOnlineBearer || m == MethodAPIKey
+}
+
+// checkOnline verifies a credential at its issuer's get-session.
+func (s *Snapshot) checkOnline(ctx context.Context, is *policy.Issuer, c online.Credential, method string) (*token.Claims, string, error) {
+	v := s.Online[is.Issuer]
+	if v == nil {
+		return nil, "", reason.Errorf(reason.SessionUnavailable, "no get-session check for %s", is.Issuer)
+	}
+	sess, err := v.Check(ctx, c)
+	if err != nil {
+		return nil, "", err
+	}
+	return token.ClaimsOf(is.Issuer, sess.Claims, sess.ExpiresAt), method, nil
+}
 
 // authenticate verifies the request's credential: a Bearer JWT when there is an
 // Authorization header, else Better Auth's session cookies for the issuers that
 // accept them. Each must be a kind its issuer accepts.
 func (s *Snapshot) authenticate(ctx context.Context, req *Request) (*token.Claims, string, error) {
+	if req.APIKey != "" && len(req.Authorization) == 0 {
+		if is := s.Policy.OnlineIssuer(policy.CredentialAPIKey); is != nil {
+			return s.checkOnline(ctx, is, online.Credential{Kind: online.APIKey, Value: req.APIKey, ForwardedFor: req.ClientAddress}, MethodAPIKey)
+		}
+	}
 	if len(req.Authorization) > 0 || !s.Policy.AnySessionCookie() {
 		raw, err := token.FromAuthorization(req.Authorization)
 		if err != nil {
 			return nil, "", err
+		}
+		// The bearer plugin's token is "<token>.<signature>": two parts, where a
+		// JWT has three.
+		if is := s.Policy.OnlineIssuer(policy.CredentialBearerSession); is != nil && strings.Count(raw, ".") == 1 {
+			return s.checkOnline(ctx, is, online.Credential{Kind: online.BearerSession, Value: raw, ForwardedFor: req.ClientAddress}, methodOnlineBearer)
 		}
 		c, err := s.Verifier.Verify(ctx, raw)
 		if err != nil {
@@ -57,7 +99,13 @@ func (s *Snapshot) authenticate(ctx context.Context, req *Request) (*token.Claim
 			}
 			return c, MethodSession, nil
 		case cookies.Token != "":
-			return nil, "", reason.Errorf(reason.TokenMissing, "a session cookie without the signed cookie cache (enable jwt({ sessionCookieCache: true }))")
+			// No signed cache: ask Better Auth.
+			for i := range s.Policy.Issuers {
+				if is := &s.Policy.Issuers[i]; is.SessionCookie && is.CookiePrefix == prefix {
+					return s.checkOnline(ctx, is, online.Credential{Kind: online.SessionCookie, CookieName: cookies.TokenName,
+						Value: cookies.TokenValue, ForwardedFor: req.ClientAddress}, methodOnlineCookie)
+				}
+			}
 		}
 	}
 	return nil, "", reason.Errorf(reason.TokenMissing, "no Authorization header and no session cookie")

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
+	"github.com/betterauth-extauthz/extauthz/internal/online"
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
 	"github.com/betterauth-extauthz/extauthz/internal/token"
@@ -48,6 +49,10 @@ type Request struct {
 	MethodOverride bool
 	// Cookies are the Cookie header values (Better Auth's session cookies).
 	Cookies []string
+	// APIKey is the x-api-key header (the api-key plugin's keys).
+	APIKey string
+	// ClientAddress is forwarded to Better Auth's get-session as X-Forwarded-For.
+	ClientAddress string
 	// Referer stands in for a missing Origin in the CSRF check.
 	Referer string
 	// CannotRemove is set by front doors whose proxy can only overwrite the identity
@@ -94,6 +99,9 @@ type Snapshot struct {
 	// Revocations holds, by issuer, what says whether a token was revoked since it
 	// was issued (issuers with a revocation feed only).
 	Revocations map[string]RevocationChecker
+	// Online holds, by issuer, the get-session check of credentials that cannot
+	// be verified offline (issuers that accept them only).
+	Online map[string]*online.Verifier
 	// Ready is closed when every issuer's first JWKS fetch has finished.
 	Ready <-chan struct{}
 }
@@ -229,8 +237,8 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 		}
 		return deny(re.Code, re.Message(), ruleName, re.Code != reason.TokenMissing)
 	}
-	code, detail := s.checkAccount(claims, rule)
-	if code == "" && method == MethodSession {
+	code, detail := s.checkAccount(claims, rule, method)
+	if code == "" && (method == MethodSession || method == methodOnlineCookie) {
 		code, detail = s.checkOrigin(claims.Issuer, req)
 	}
 	if code != "" {
@@ -248,7 +256,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	d := Decision{Allow: true, Status: http.StatusOK, Rule: ruleName, TokenPresent: true, Claims: claims, RemoveSpellings: p.HeaderSpellings}
 	d.SetHeaders, d.RemoveHeaders = identityHeaders(p.Identity, claims.Values, strip)
 	if p.AuthMethodHeader != "" {
-		d.SetHeaders = append(d.SetHeaders, Header{Name: p.AuthMethodHeader, Value: method})
+		d.SetHeaders = append(d.SetHeaders, Header{Name: p.AuthMethodHeader, Value: methodName(method)})
 	}
 	return d
 }

@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
+	"github.com/betterauth-extauthz/extauthz/internal/online"
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
 	"github.com/betterauth-extauthz/extauthz/internal/token"
 )
@@ -43,5 +45,19 @@ func NewSnapshot(p *policy.Policy, keys KeysFor, base token.Config) (*Snapshot, 
 	if now == nil {
 		now = time.Now
 	}
-	return &Snapshot{Policy: p, Verifier: v, Now: now}, nil
+	s := &Snapshot{Policy: p, Verifier: v, Now: now}
+	for _, is := range p.Issuers {
+		if is.GetSessionURL == "" {
+			continue
+		}
+		o, err := online.New(online.Config{Issuer: is.Issuer, URL: is.GetSessionURL, AllowInsecure: is.AllowInsecureJWKS, Now: now})
+		if err != nil {
+			return nil, fmt.Errorf("issuer %s: %w", is.Issuer, err)
+		}
+		if s.Online == nil {
+			s.Online = map[string]*online.Verifier{}
+		}
+		s.Online[is.Issuer] = o
+	}
+	return s, nil
 }

@@ -45,8 +45,11 @@ type Issuer struct {
 	MaxStale          time.Duration
 	// Revocation is the issuer's revocation feed, or nil.
 	Revocation *Revocation
-	// JWT and SessionCookie say which credentials the issuer's users may present.
-	JWT, SessionCookie bool
+	// JWT, SessionCookie, BearerSession and APIKey say which credentials the
+	// issuer's users may present; all but JWT and signed session cookies are checked
+	// online, at GetSessionURL.
+	JWT, SessionCookie, BearerSession, APIKey bool
+	GetSessionURL                             string
 	// CookiePrefix names the session cookies; TrustedOrigins may send unsafe
 	// requests with them (canonical origins, scheme://host[:port]).
 	CookiePrefix   string
@@ -172,8 +175,11 @@ func Compile(c *Config) (*Policy, error) {
 		names[r.Name] = true
 		p.Rules = append(p.Rules, r)
 	}
+	if err := checkCredentialOwners(p.Issuers); err != nil {
+		return nil, err
+	}
 	p.ClaimNames, p.AllClaims = claimsUsed(p)
-	if p.AnySessionCookie() {
+	if p.AnySessionCookie() || p.OnlineIssuer(CredentialBearerSession) != nil || p.OnlineIssuer(CredentialAPIKey) != nil {
 		p.AuthMethodHeader = "x-auth-method"
 	}
 	p.Warnings = lint(p)
@@ -461,6 +467,8 @@ func OriginOf(raw string) (string, error) {
 const (
 	CredentialJWT           = "jwt"
 	CredentialSessionCookie = "sessionCookie"
+	CredentialBearerSession = "bearerSession"
+	CredentialAPIKey        = "apiKey"
 )
 
 func resolveCredentials(is *Issuer, ic IssuerConfig) error {
@@ -474,9 +482,26 @@ func resolveCredentials(is *Issuer, ic IssuerConfig) error {
 			is.JWT = true
 		case CredentialSessionCookie:
 			is.SessionCookie = true
+		case CredentialBearerSession:
+			is.BearerSession = true
+		case CredentialAPIKey:
+			is.APIKey = true
 		default:
-			return fmt.Errorf("credentials: %q is not jwt or sessionCookie", c)
+			return fmt.Errorf("credentials: %q is not jwt, sessionCookie, bearerSession or apiKey", c)
 		}
+	}
+	if (is.SessionCookie || is.BearerSession || is.APIKey) && ic.BetterAuthURL != "" {
+		u, err := url.Parse(ic.BetterAuthURL)
+		if err == nil {
+			base := strings.TrimRight(u.Path, "/")
+			if !strings.HasSuffix(base, "/api/auth") {
+				base += "/api/auth"
+			}
+			is.GetSessionURL = u.Scheme + "://" + u.Host + base + "/get-session?disableCookieCache=true&disableRefresh=true"
+		}
+	}
+	if (is.BearerSession || is.APIKey) && is.GetSessionURL == "" {
+		return errors.New("credentials: bearerSession and apiKey are checked at <betterAuthURL>/api/auth/get-session: set betterAuthURL")
 	}
 	is.CookiePrefix = ic.CookiePrefix
 	if is.CookiePrefix == "" {
@@ -517,4 +542,45 @@ func CanonicalOrigin(raw string) (string, error) {
 		host += ":" + port
 	}
 	return strings.ToLower(u.Scheme) + "://" + host, nil
+}
+
+// checkCredentialOwners: a bearer-plugin token, an API key and a session cookie do
+// not say which Better Auth issued them, so each kind (each cookie prefix) may
+// belong to one issuer only.
+func checkCredentialOwners(issuers []Issuer) error {
+	var bearer, key string
+	cookies := map[string]string{}
+	for _, is := range issuers {
+		if is.BearerSession {
+			if bearer != "" {
+				return fmt.Errorf("issuers: bearerSession for both %s and %s: a bearer-plugin token does not say which", bearer, is.Issuer)
+			}
+			bearer = is.Issuer
+		}
+		if is.APIKey {
+			if key != "" {
+				return fmt.Errorf("issuers: apiKey for both %s and %s: an API key does not say which", key, is.Issuer)
+			}
+			key = is.Issuer
+		}
+		if is.SessionCookie {
+			if other, dup := cookies[is.CookiePrefix]; dup {
+				return fmt.Errorf("issuers: session cookies named %s for both %s and %s: set cookiePrefix", is.CookiePrefix, other, is.Issuer)
+			}
+			cookies[is.CookiePrefix] = is.Issuer
+		}
+	}
+	return nil
+}
+
+// OnlineIssuer returns the issuer that accepts the given online credential kind
+// (bearerSession, apiKey), or nil.
+func (p *Policy) OnlineIssuer(kind string) *Issuer {
+	for i := range p.Issuers {
+		is := &p.Issuers[i]
+		if kind == CredentialBearerSession && is.BearerSession || kind == CredentialAPIKey && is.APIKey {
+			return is
+		}
+	}
+	return nil
 }

@@ -27,6 +27,9 @@ type Cookies struct {
 	Token string
 	// Data is session_data, chunks joined ("" when absent).
 	Data string
+	// TokenName and TokenValue are the session_token cookie as sent (its value
+	// still signed and URL-encoded), to forward to Better Auth's get-session.
+	TokenName, TokenValue string
 }
 
 // ErrAmbiguous means the cookies could be read in more than one way.
@@ -60,13 +63,20 @@ func Parse(headers []string, prefix string) (Cookies, error) {
 	}
 	var c Cookies
 	token, err := join(parts, prefix+".session_token")
+	c.TokenName = prefix + ".session_token"
+	if parts["__Secure-"+c.TokenName] != nil {
+		c.TokenName = "__Secure-" + c.TokenName
+	}
 	if err != nil {
 		return Cookies{}, err
 	}
 	if c.Data, err = join(parts, prefix+".session_data"); err != nil {
 		return Cookies{}, err
 	}
-	if token != "" {
+	if token == "" {
+		c.TokenName = ""
+	} else {
+		c.TokenValue = token
 		// The value is "<token>.<signature>", URL-encoded.
 		v, err := url.QueryUnescape(token)
 		if err != nil {

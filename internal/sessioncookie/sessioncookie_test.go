@@ -16,11 +16,11 @@ func TestParse(t *testing.T) {
 		err     error
 	}{
 		{"none", []string{"theme=dark; lang=en"}, "", sessioncookie.Cookies{}, nil},
-		{"token and data", []string{"better-auth.session_token=abc.c2lnbmF0dXJl; better-auth.session_data=h.p.s"}, "", sessioncookie.Cookies{Token: "abc", Data: "h.p.s"}, nil},
-		{"URL-encoded signature", []string{"better-auth.session_token=abc.c2ln%2Bb%3D%3D"}, "", sessioncookie.Cookies{Token: "abc"}, nil},
-		{"__Secure- on https", []string{"__Secure-better-auth.session_token=abc.sig; __Secure-better-auth.session_data=h.p.s"}, "", sessioncookie.Cookies{Token: "abc", Data: "h.p.s"}, nil},
-		{"chunks, out of order, two headers", []string{"better-auth.session_data.1=p.s; better-auth.session_token=abc.sig", "better-auth.session_data.0=h."}, "", sessioncookie.Cookies{Token: "abc", Data: "h.p.s"}, nil},
-		{"custom prefix", []string{"myapp.session_token=abc.sig; better-auth.session_token=zzz.sig"}, "myapp", sessioncookie.Cookies{Token: "abc"}, nil},
+		{"token and data", []string{"better-auth.session_token=abc.c2lnbmF0dXJl; better-auth.session_data=h.p.s"}, "", sessioncookie.Cookies{Token: "abc", Data: "h.p.s", TokenName: "better-auth.session_token", TokenValue: "abc.c2lnbmF0dXJl"}, nil},
+		{"URL-encoded signature", []string{"better-auth.session_token=abc.c2ln%2Bb%3D%3D"}, "", sessioncookie.Cookies{Token: "abc", TokenName: "better-auth.session_token", TokenValue: "abc.c2ln%2Bb%3D%3D"}, nil},
+		{"__Secure- on https", []string{"__Secure-better-auth.session_token=abc.sig; __Secure-better-auth.session_data=h.p.s"}, "", sessioncookie.Cookies{Token: "abc", Data: "h.p.s", TokenName: "__Secure-better-auth.session_token", TokenValue: "abc.sig"}, nil},
+		{"chunks, out of order, two headers", []string{"better-auth.session_data.1=p.s; better-auth.session_token=abc.sig", "better-auth.session_data.0=h."}, "", sessioncookie.Cookies{Token: "abc", Data: "h.p.s", TokenName: "better-auth.session_token", TokenValue: "abc.sig"}, nil},
+		{"custom prefix", []string{"myapp.session_token=abc.sig; better-auth.session_token=zzz.sig"}, "myapp", sessioncookie.Cookies{Token: "abc", TokenName: "myapp.session_token", TokenValue: "abc.sig"}, nil},
 		{"name twice", []string{"better-auth.session_token=abc.sig", "better-auth.session_token=evil.sig"}, "", sessioncookie.Cookies{}, sessioncookie.ErrAmbiguous},
 		{"with and without __Secure-", []string{"better-auth.session_token=a.s; __Secure-better-auth.session_token=b.s"}, "", sessioncookie.Cookies{}, sessioncookie.ErrAmbiguous},
 		{"whole and chunked", []string{"better-auth.session_data=x; better-auth.session_data.0=y"}, "", sessioncookie.Cookies{}, sessioncookie.ErrAmbiguous},

@@ -3,6 +3,7 @@ package token
 import (
 	"slices"
 	"strings"
+	"time"
 )
 
 // Claim is one claim of a verified token, its value as decoded JSON (string,
@@ -83,4 +84,11 @@ func (s ClaimSet) size() int {
 		}
 	}
 	return n
+}
+
+// ClaimsOf builds the Claims of a credential verified elsewhere (Better Auth's
+// get-session): values become the claim set, with sub as the subject.
+func ClaimsOf(issuer string, values map[string]any, expiry time.Time) *Claims {
+	sub, _ := values["sub"].(string)
+	return &Claims{Issuer: issuer, Subject: sub, Expiry: expiry, Values: newClaimSet(values, nil)}
 }
