@@ -123,6 +123,8 @@ func setHeader(req *engine.Request, key, v string) {
 		req.Cookies = append(req.Cookies, v)
 	case "x-api-key":
 		req.APIKey = v
+	case "accept":
+		req.Accept = v
 	case "referer":
 		req.Referer = v
 	case "access-control-request-method":
@@ -211,6 +213,9 @@ func denyBody(d engine.Decision) string {
 
 func denyHeaders(d engine.Decision, realm string) []engine.Header {
 	hs := []engine.Header{{Name: "content-type", Value: "application/json"}}
+	if d.Location != "" {
+		hs = append(hs, engine.Header{Name: "location", Value: d.Location})
+	}
 	if d.Status == http.StatusUnauthorized {
 		hs = append(hs, engine.Header{Name: "www-authenticate", Value: challenge(d, realm)})
 	}

@@ -68,6 +68,7 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Origin:          r.Header.Get("Origin"),
 		Cookies:         r.Header.Values("Cookie"),
 		APIKey:          r.Header.Get("X-Api-Key"),
+		Accept:          r.Header.Get("Accept"),
 		ClientAddress:   r.Header.Get("X-Forwarded-For"),
 		Referer:         r.Header.Get("Referer"),
 		PreflightMethod: r.Header.Get("Access-Control-Request-Method"),
@@ -128,9 +129,13 @@ func (h *HTTP) write(w http.ResponseWriter, dialect dialect, d engine.Decision) 
 		hdr.Set(hv.Name, hv.Value)
 	}
 	status := d.Status
-	if dialect == dialectNginx && status == http.StatusBadRequest {
+	switch {
+	case dialect == dialectNginx && status == http.StatusBadRequest:
 		// auth_request treats anything but 2xx, 401 and 403 as an internal error (500).
 		status = http.StatusForbidden
+	case dialect == dialectNginx && status == http.StatusFound:
+		// ...so a sign-in redirect is a 401 with Location, for error_page 401 to follow.
+		status = http.StatusUnauthorized
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(denyBody(d)))

@@ -39,6 +39,8 @@ func (r Request) engineRequest() (*engine.Request, error) {
 			req.Cookies = append(req.Cookies, v)
 		case lower == "x-api-key":
 			req.APIKey = v
+		case lower == "accept":
+			req.Accept = v
 		case lower == "access-control-request-method":
 			req.PreflightMethod = v
 		case lower == "x-request-id":
@@ -69,6 +71,9 @@ func (w Want) check(d engine.Decision) []string {
 	}
 	if w.Reason != "" && string(d.Reason) != w.Reason {
 		out = append(out, fmt.Sprintf("reason %q, want %q (%s)", d.Reason, w.Reason, d.Detail))
+	}
+	if w.Location != "" && d.Location != w.Location {
+		out = append(out, fmt.Sprintf("location %q, want %q", d.Location, w.Location))
 	}
 	if w.Rule != "" && d.Rule != w.Rule {
 		out = append(out, fmt.Sprintf("rule %q, want %q", d.Rule, w.Rule))

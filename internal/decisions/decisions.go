@@ -141,6 +141,8 @@ type Want struct {
 	Status   int    `yaml:"status"`
 	Reason   string `yaml:"reason"`
 	Rule     string `yaml:"rule"`
+	// Location of a sign-in redirect (302).
+	Location string `yaml:"location"`
 	// SetHeaders must all be set, to these values; NotSet must not be.
 	SetHeaders map[string]string `yaml:"setHeaders"`
 	NotSet     []string          `yaml:"notSet"`

@@ -55,6 +55,8 @@ type Request struct {
 	ClientAddress string
 	// Referer stands in for a missing Origin in the CSRF check.
 	Referer string
+	// Accept tells a browser navigation (HTML preferred) from an API call.
+	Accept string
 	// CannotRemove is set by front doors whose proxy can only overwrite the identity
 	// headers by name (nginx auth_request, Traefik forwardAuth): a request carrying a
 	// header that must be removed is then denied instead.
@@ -88,6 +90,8 @@ type Decision struct {
 	RemoveSpellings []string
 	// Claims are the verified claims, when a token was verified.
 	Claims *token.Claims
+	// Location, on a 302 deny, is where the browser is sent to sign in.
+	Location string
 }
 
 // Snapshot is everything one decision reads: built whole, swapped whole.
@@ -235,7 +239,11 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 		if !errors.As(err, &re) {
 			re = reason.Wrap(reason.TokenMalformed, "unclassified verification error", err)
 		}
-		return deny(re.Code, re.Message(), ruleName, re.Code != reason.TokenMissing)
+		d := deny(re.Code, re.Message(), ruleName, re.Code != reason.TokenMissing)
+		if rule != nil && rule.SignInURL != "" && d.Status == http.StatusUnauthorized && navigation(req) {
+			d.Status, d.Location = http.StatusFound, signInLocation(rule.SignInURL, req.Path)
+		}
+		return d
 	}
 	code, detail := s.checkAccount(claims, rule, method)
 	if code == "" && (method == MethodSession || method == methodOnlineCookie) {

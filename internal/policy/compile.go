@@ -327,7 +327,7 @@ func compileRule(env *cel.Env, rc RuleConfig) (*Rule, error) {
 		t.formatSuffix = !rc.Public
 		r.paths = append(r.paths, t)
 	}
-	if rc.Public && (rc.Owner != nil || rc.Org != nil || rc.When != "" || rc.RequireVerifiedEmail || rc.DenyAnonymous || rc.MaxTokenAge != nil) {
+	if rc.Public && (rc.Owner != nil || rc.Org != nil || rc.When != "" || rc.RequireVerifiedEmail || rc.DenyAnonymous || rc.MaxTokenAge != nil || rc.OnUnauthenticated != "") {
 		return nil, errors.New("public: a public rule needs no token, so it cannot also have owner, org, when, requireVerifiedEmail, denyAnonymous or maxTokenAge")
 	}
 	if rc.Owner != nil {
@@ -372,6 +372,21 @@ func compileAccountChecks(r *Rule, rc RuleConfig) error {
 			return errors.New("maxTokenAge: must be positive")
 		}
 		r.MaxTokenAge = *rc.MaxTokenAge
+	}
+	switch rc.OnUnauthenticated {
+	case "":
+		if rc.SignInURL != "" {
+			return errors.New("signInURL: set onUnauthenticated: redirect to use it")
+		}
+	case "redirect":
+		u, err := url.Parse(rc.SignInURL)
+		if err != nil || rc.SignInURL == "" || u.RawQuery != "" && strings.Contains(u.RawQuery, "callbackURL=") ||
+			!(u.IsAbs() && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" || !u.IsAbs() && strings.HasPrefix(rc.SignInURL, "/") && !strings.HasPrefix(rc.SignInURL, "//")) {
+			return errors.New("signInURL: an absolute http(s) URL or a path starting with one /, without a callbackURL parameter")
+		}
+		r.SignInURL = rc.SignInURL
+	default:
+		return fmt.Errorf("onUnauthenticated: %q is not redirect", rc.OnUnauthenticated)
 	}
 	if rc.Org == nil {
 		return nil

@@ -128,6 +128,12 @@ type RuleConfig struct {
 	// MaxTokenAge, when set, denies tokens issued longer ago (now - iat), for
 	// sensitive routes.
 	MaxTokenAge *time.Duration `yaml:"maxTokenAge"`
+	// OnUnauthenticated "redirect" answers a browser navigation (a GET or HEAD
+	// whose Accept prefers HTML) that has no valid credential with 302 to
+	// SignInURL, the original path and query in its callbackURL parameter; API
+	// calls keep getting 401. "" (the default) is always 401.
+	OnUnauthenticated string `yaml:"onUnauthenticated"`
+	SignInURL         string `yaml:"signInURL"`
 }
 
 // OrgConfig requires the organization named by a path parameter to be a key of

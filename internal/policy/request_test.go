@@ -294,3 +294,27 @@ func TestIdentityHeaderNamesReserved(t *testing.T) {
 		}
 	}
 }
+
+// TestSignInRedirectValidation: the sign-in URL is fixed by the policy, so no
+// request can turn it into an open redirect.
+func TestSignInRedirectValidation(t *testing.T) {
+	const pre = "issuers: [{betterAuthURL: https://a.example}]\nrules: [{name: r, paths: [/a], "
+	for rule, want := range map[string]string{
+		`onUnauthenticated: redirect, signInURL: "//evil.example/login"`:                    "signInURL",
+		`onUnauthenticated: redirect, signInURL: "javascript:alert(1)"`:                     "signInURL",
+		`onUnauthenticated: redirect, signInURL: "/login?callbackURL=https://evil.example"`: "signInURL",
+		`onUnauthenticated: redirect`:                                                       "signInURL",
+		`signInURL: "/login"`:                                                               "onUnauthenticated",
+		`onUnauthenticated: login, signInURL: "/login"`:                                     "not redirect",
+	} {
+		_, err := Load([]byte(pre + rule + "}]\n"))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want it to contain %q", rule, err, want)
+		}
+	}
+	for _, ok := range []string{`"/sign-in"`, `"https://app.example.com/sign-in?from=api"`} {
+		if _, err := Load([]byte(pre + "onUnauthenticated: redirect, signInURL: " + ok + "}]\n")); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+}

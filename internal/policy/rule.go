@@ -25,6 +25,8 @@ type Rule struct {
 	RequireVerifiedEmail, DenyAnonymous bool
 	// MaxTokenAge, when positive, bounds now - iat (the engine checks it).
 	MaxTokenAge time.Duration
+	// SignInURL, when set, is where unauthenticated browser navigations go.
+	SignInURL string
 	// When is the CEL condition as written ("" when none).
 	When string
 
