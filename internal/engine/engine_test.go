@@ -331,3 +331,34 @@ func BenchmarkCheckDenyNoToken(b *testing.B) {
 		}
 	}
 }
+
+// The session benchmarks compare a browser's signed session cookie (verified
+// offline, from the token cache after the first check) with a Bearer JWT, both
+// warm, and the online check of a session cookie without the cache (a get-session
+// answer from the cache).
+func BenchmarkCheckWarmSessionCookie(b *testing.B) {
+	doc := `
+issuers:
+  - betterAuthURL: https://auth.example.com
+    credentials: [jwt, sessionCookie]
+identity:
+  headers: { x-user-id: sub, x-user-uuid: uuid }
+rules:
+  - name: own-tasks
+    paths: ["/api/{user_id}/tasks"]
+    owner: { param: user_id, claim: uuid }
+`
+	e, key := enginetest.New(b, doc, now, nil, token.NewCache(token.CacheConfig{}))
+	user := map[string]any{"id": "u-1", "uuid": uuidA, "email": "a@example.test"}
+	session := map[string]any{"id": "s-1", "token": "st", "userId": "u-1", "expiresAt": now.Add(time.Hour).UTC().Format(time.RFC3339Nano)}
+	data := key.Sign(map[string]any{"session": session, "user": user, "sid": "st", "sub": "u-1", "iss": iss, "aud": token.CookieCacheAudience,
+		"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()}, map[string]any{"typ": token.CookieCacheType})
+	req := &engine.Request{Method: "GET", Host: "api.example.com", Path: "/api/" + uuidA + "/tasks",
+		Cookies: []string{"better-auth.session_token=st.c2lnbmF0dXJl; better-auth.session_data=" + data}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := e.Check(context.Background(), "bench", req); !d.Allow {
+			b.Fatal(d.Detail)
+		}
+	}
+}
