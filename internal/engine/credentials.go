@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"slices"
-	"strings"
 
 	"github.com/betterauth-extauthz/extauthz/internal/online"
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
@@ -59,14 +58,16 @@ func (s *Snapshot) authenticate(ctx context.Context, req *Request) (*token.Claim
 		}
 	}
 	if len(req.Authorization) > 0 || !s.Policy.AnySessionCookie() {
+		// The bearer plugin's token is "<token>.<signature>": two parts, where a
+		// JWT has three.
+		if is := s.Policy.OnlineIssuer(policy.CredentialBearerSession); is != nil {
+			if raw, ok := token.SessionFromAuthorization(req.Authorization); ok {
+				return s.checkOnline(ctx, is, online.Credential{Kind: online.BearerSession, Value: raw, ForwardedFor: req.ClientAddress}, methodOnlineBearer)
+			}
+		}
 		raw, err := token.FromAuthorization(req.Authorization)
 		if err != nil {
 			return nil, "", err
-		}
-		// The bearer plugin's token is "<token>.<signature>": two parts, where a
-		// JWT has three.
-		if is := s.Policy.OnlineIssuer(policy.CredentialBearerSession); is != nil && strings.Count(raw, ".") == 1 {
-			return s.checkOnline(ctx, is, online.Credential{Kind: online.BearerSession, Value: raw, ForwardedFor: req.ClientAddress}, methodOnlineBearer)
 		}
 		c, err := s.Verifier.Verify(ctx, raw)
 		if err != nil {

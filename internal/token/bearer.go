@@ -11,6 +11,36 @@ import (
 // second Authorization value (or one that a proxy joined with a comma) is refused
 // rather than guessed at. Tokens are never read from query strings or cookies.
 func FromAuthorization(values []string) (string, error) {
+	tok, err := bearerValue(values)
+	if err != nil {
+		return "", err
+	}
+	for i := 0; i < len(tok); i++ {
+		if !isTokenChar(tok[i]) {
+			return "", reason.Errorf(reason.TokenMalformed, "token has a character outside base64url and '.'")
+		}
+	}
+	return tok, nil
+}
+
+// SessionFromAuthorization extracts a bearer-plugin session token,
+// "<token>.<signature>" with a standard-base64 signature (possibly URL-encoded):
+// printable ASCII without spaces, exactly one '.', as Better Auth's bearer plugin
+// issues it. ok is false when the value is not shaped so (a JWT, say).
+func SessionFromAuthorization(values []string) (tok string, ok bool) {
+	tok, err := bearerValue(values)
+	if err != nil || strings.Count(tok, ".") != 1 {
+		return "", false
+	}
+	for i := 0; i < len(tok); i++ {
+		if c := tok[i]; c <= ' ' || c >= 0x7f || c == ',' || c == ';' || c == '"' || c == '\\' {
+			return "", false
+		}
+	}
+	return tok, true
+}
+
+func bearerValue(values []string) (string, error) {
 	switch len(values) {
 	case 0:
 		return "", reason.Errorf(reason.TokenMissing, "no Authorization header")
@@ -32,11 +62,6 @@ func FromAuthorization(values []string) (string, error) {
 	}
 	if tok == "" {
 		return "", reason.Errorf(reason.TokenMalformed, "Bearer with no token")
-	}
-	for i := 0; i < len(tok); i++ {
-		if !isTokenChar(tok[i]) {
-			return "", reason.Errorf(reason.TokenMalformed, "token has a character outside base64url and '.'")
-		}
 	}
 	return tok, nil
 }

@@ -2,12 +2,13 @@
 // plugin with a `uuid` custom claim (the seed's hybrid id), in-memory storage.
 //
 // Environment: PORT (required), HOST (127.0.0.1), JWT_ALG (EdDSA), ROTATION_INTERVAL and
-// GRACE_PERIOD (seconds; rotation off when unset), EXPIRATION ("15m"), AUDIENCE (the origin).
+// GRACE_PERIOD (seconds; rotation off when unset), EXPIRATION ("15m"), AUDIENCE (the origin),
+// SESSIONS (set: the bearer plugin, and the session cookie cache signed by the jwt plugin).
 import { createServer } from "node:http";
 import { randomUUID } from "node:crypto";
 import { betterAuth } from "better-auth";
 import { memoryAdapter } from "better-auth/adapters/memory";
-import { jwt } from "better-auth/plugins";
+import { bearer, jwt } from "better-auth/plugins";
 import { toNodeHandler } from "better-auth/node";
 
 const host = process.env.HOST ?? "127.0.0.1";
@@ -32,8 +33,11 @@ export const auth = betterAuth({
       uuid: { type: "string", required: false, input: false, defaultValue: () => randomUUID() },
     },
   },
+  ...(process.env.SESSIONS ? { session: { cookieCache: { enabled: true, strategy: "jwt", maxAge: 60 } } } : {}),
   plugins: [
+    ...(process.env.SESSIONS ? [bearer()] : []),
     jwt({
+      ...(process.env.SESSIONS ? { sessionCookieCache: true } : {}),
       jwt: {
         expirationTime: process.env.EXPIRATION ?? "15m",
         ...(process.env.AUDIENCE ? { audience: process.env.AUDIENCE } : {}),

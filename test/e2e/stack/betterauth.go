@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -23,6 +24,8 @@ type BetterAuthOptions struct {
 	Expiration string
 	// Audience overrides the aud claim (default: the origin).
 	Audience string
+	// Sessions adds the bearer plugin and the signed session cookie cache.
+	Sessions bool
 }
 
 // BetterAuth is a running Better Auth server.
@@ -50,6 +53,9 @@ func StartBetterAuth(t Tools, dir, name string, o BetterAuthOptions) (*BetterAut
 	if o.Audience != "" {
 		env = append(env, "AUDIENCE="+o.Audience)
 	}
+	if o.Sessions {
+		env = append(env, "SESSIONS=1")
+	}
 	p, err := Start(dir, name, env, t.Node, filepath.Join(t.BetterAuthDir, "server.mjs"))
 	if err != nil {
 		return nil, err
@@ -65,8 +71,10 @@ func StartBetterAuth(t Tools, dir, name string, o BetterAuthOptions) (*BetterAut
 // User is a signed-up Better Auth user with a session.
 type User struct {
 	ID, UUID, Email string
-	base            string
-	client          *http.Client
+	// BearerToken is the bearer plugin's set-auth-token from sign-up, if any.
+	BearerToken string
+	base        string
+	client      *http.Client
 }
 
 const password = "correct-horse-battery"
@@ -108,6 +116,7 @@ func SignUp(base, name string) (*User, error) {
 		return nil, fmt.Errorf("sign-up answer: %w: %s", err, b)
 	}
 	u.ID, u.UUID, u.Email = out.User.ID, out.User.UUID, out.User.Email
+	u.BearerToken = resp.Header.Get("set-auth-token")
 	if u.UUID == "" {
 		return nil, fmt.Errorf("sign-up answer has no uuid: %s", b)
 	}
@@ -162,4 +171,20 @@ func (u *User) Post(path string, payload any) ([]byte, error) {
 		return b, fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, b)
 	}
 	return b, nil
+}
+
+// Cookies are the session cookies Better Auth set for this user, as a Cookie header
+// value (after a get-session, so that the cookie cache is there too).
+func (u *User) Cookies() (string, error) {
+	resp, err := u.client.Get(u.base + "/api/auth/get-session")
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	base, _ := url.Parse(u.base)
+	var parts []string
+	for _, c := range u.client.Jar.Cookies(base) {
+		parts = append(parts, c.Name+"="+c.Value)
+	}
+	return strings.Join(parts, "; "), nil
 }
