@@ -14,17 +14,7 @@ import (
 // session.token, then schema.sql with the uuid column), sign-ups through the example's
 // hook, and its tokens through Envoy and extauthz.
 func TestBetterAuthExampleOnPostgres(t *testing.T) {
-	dir := t.TempDir()
-	pg, err := stack.StartPostgres(tools, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pg.Proc.Stop)
-	ba, err := stack.StartExampleBetterAuth(tools, dir, pg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ba.Proc.Stop)
+	pg, ba := startExample(t)
 
 	alice, err := ba.SignUp("Alice")
 	if err != nil {
@@ -59,4 +49,22 @@ func TestBetterAuthExampleOnPostgres(t *testing.T) {
 	if a := call(t, "GET", env.URL+tasksPath(bob.UUID), bearer(tok)); a.status != 403 {
 		t.Fatalf("Bob's tasks with Alice's token: %d", a.status)
 	}
+}
+
+// startExample runs PostgreSQL and the shipped Better Auth example on it, until the
+// test ends.
+func startExample(t *testing.T) (*stack.Postgres, *stack.BetterAuth) {
+	t.Helper()
+	dir := t.TempDir()
+	pg, err := stack.StartPostgres(tools, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pg.Proc.Stop)
+	ba, err := stack.StartExampleBetterAuth(tools, dir, pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ba.Proc.Stop)
+	return pg, ba
 }

@@ -47,17 +47,7 @@ func revocationScenarios(t *testing.T, mode string) {
 	if mode == "postgres" {
 		bound = 3 * time.Second // a live session is remembered for 2 s
 	}
-	dir := t.TempDir()
-	pg, err := stack.StartPostgres(tools, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pg.Proc.Stop)
-	ba, err := stack.StartExampleBetterAuth(tools, dir, pg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ba.Proc.Stop)
+	pg, ba := startExample(t)
 	ext, env := chain(t, revocationPolicy(t, ba, pg, mode))
 	tasks := func(u *stack.User, tok string) int {
 		return call(t, "GET", env.URL+tasksPath(u.UUID), bearer(tok)).status
