@@ -57,7 +57,17 @@ cp -r "$plug_src/package.json" "$plug/dist" "$ex/node_modules/@betterauth-extaut
 rm -rf "$ex/dist" && cp "$ex_src"/*.ts "$ex_src/tsconfig.json" "$ex_src/schema.sql" "$ex/"
 (cd "$ex" && node_modules/.bin/tsc -p . >&2)
 
-# Debian: nginx with auth_request (nginx-light), PostgreSQL for the example.
+# Node: playwright-core, to drive Debian's chromium for the browser scenario.
+br_src="$root/test/e2e/browser"
+br=$(npm_cached "$br_src" browser)
+cp "$br_src/run.mjs" "$br/"
+
+# Debian: nginx with auth_request (nginx-light), PostgreSQL for the example,
+# chromium for the browser scenario.
+if ! command -v chromium >/dev/null; then
+  log "apt-get install chromium"
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+fi
 if ! command -v nginx >/dev/null; then
   log "apt-get install nginx-light"
   apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >&2
@@ -83,4 +93,6 @@ export E2E_BETTERAUTH_DIR=$ba
 export E2E_EXAMPLES=$root/examples
 export E2E_PGBIN=$pgbin
 export E2E_EXAMPLE_BETTERAUTH=$ex
+export E2E_CHROMIUM=$(command -v chromium)
+export E2E_BROWSER_DIR=$br
 ENV

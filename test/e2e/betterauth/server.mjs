@@ -14,7 +14,8 @@ import { toNodeHandler } from "better-auth/node";
 const host = process.env.HOST ?? "127.0.0.1";
 const port = Number(process.env.PORT);
 if (!port) throw new Error("PORT is required");
-const baseURL = `http://${host}:${port}`;
+// BASE_URL: the origin the browser sees, when Better Auth sits behind a proxy.
+const baseURL = process.env.BASE_URL ?? `http://${host}:${port}`;
 
 const jwks = { keyPairConfig: { alg: process.env.JWT_ALG ?? "EdDSA" } };
 if (process.env.ROTATION_INTERVAL) {

@@ -26,6 +26,9 @@ type BetterAuthOptions struct {
 	Audience string
 	// Sessions adds the bearer plugin and the signed session cookie cache.
 	Sessions bool
+	// BaseURL is Better Auth's baseURL when it is served through a proxy (its
+	// origin is then the issuer); the server's own URL when empty.
+	BaseURL string
 }
 
 // BetterAuth is a running Better Auth server.
@@ -55,6 +58,9 @@ func StartBetterAuth(t Tools, dir, name string, o BetterAuthOptions) (*BetterAut
 	}
 	if o.Sessions {
 		env = append(env, "SESSIONS=1")
+	}
+	if o.BaseURL != "" {
+		env = append(env, "BASE_URL="+o.BaseURL)
 	}
 	p, err := Start(dir, name, env, t.Node, filepath.Join(t.BetterAuthDir, "server.mjs"))
 	if err != nil {

@@ -40,6 +40,8 @@ type Tools struct {
 	PGBin string
 	// ExampleBetterAuthBuild is examples/better-auth compiled to JavaScript, with node_modules.
 	ExampleBetterAuthBuild string
+	// Chromium is Debian's chromium; BrowserDir holds run.mjs and playwright-core.
+	Chromium, BrowserDir string
 }
 
 // ToolsFromEnv reads the E2E_* variables that `make e2e` sets, and fails with a clear
@@ -55,6 +57,8 @@ func ToolsFromEnv() (Tools, error) {
 		ExampleDir:             os.Getenv("E2E_EXAMPLES"),
 		PGBin:                  os.Getenv("E2E_PGBIN"),
 		ExampleBetterAuthBuild: os.Getenv("E2E_EXAMPLE_BETTERAUTH"),
+		Chromium:               os.Getenv("E2E_CHROMIUM"),
+		BrowserDir:             os.Getenv("E2E_BROWSER_DIR"),
 	}
 	var missing []string
 	check := func(name, path string) {
@@ -71,6 +75,8 @@ func ToolsFromEnv() (Tools, error) {
 	check("E2E_NODE", t.Node)
 	check("E2E_BETTERAUTH_DIR", t.BetterAuthDir)
 	check("E2E_EXAMPLES", t.ExampleDir)
+	check("E2E_CHROMIUM", t.Chromium)
+	check("E2E_BROWSER_DIR", t.BrowserDir)
 	if len(missing) > 0 {
 		return t, fmt.Errorf("end-to-end tools missing: %v; run them through `make e2e`, which installs and sets them", missing)
 	}

@@ -24,11 +24,17 @@ type Envoy struct {
 // StartEnvoy runs the shipped examples/envoy/envoy.yaml with its ports moved to free
 // ones and its upstreams pointed at extauthzGRPC and backend.
 func StartEnvoy(t Tools, dir, name, extauthzGRPC, backend string) (*Envoy, error) {
+	return StartEnvoyOn(t, dir, name, FreePort(), extauthzGRPC, backend)
+}
+
+// StartEnvoyOn is StartEnvoy listening on the given port (for an origin that must
+// be known before Envoy starts, such as Better Auth's baseURL).
+func StartEnvoyOn(t Tools, dir, name string, listen int, extauthzGRPC, backend string) (*Envoy, error) {
 	src, err := os.ReadFile(filepath.Join(t.ExampleDir, "envoy", "envoy.yaml"))
 	if err != nil {
 		return nil, err
 	}
-	listen, admin := FreePort(), FreePort()
+	admin := FreePort()
 	cfg, err := moveEnvoyPorts(string(src), map[string]string{
 		"8080": fmt.Sprint(listen), "9901": fmt.Sprint(admin),
 		"9001": portOf(extauthzGRPC), "8000": portOf(backend),
