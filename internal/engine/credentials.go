@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/betterauth-extauthz/extauthz/internal/online"
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
@@ -142,4 +143,41 @@ func (s *Snapshot) checkOrigin(issuer string, req *Request) (reason.Code, string
 		return reason.CSRFOriginMismatch, "a cookie-authenticated " + req.Method + " from an origin the issuer does not trust"
 	}
 	return "", ""
+}
+
+// stripCredentials removes the Authorization header and x-api-key, and rewrites
+// Cookie without Better Auth's cookies (all of them, when nothing else is left).
+func stripCredentials(p *policy.Policy, req *Request, set []Header, remove []string) ([]Header, []string) {
+	remove = append(remove, "authorization", "x-api-key")
+	prefixes := []string{sessioncookie.DefaultPrefix}
+	for _, is := range p.Issuers {
+		if is.SessionCookie && !slices.Contains(prefixes, is.CookiePrefix) {
+			prefixes = append(prefixes, is.CookiePrefix)
+		}
+	}
+	var kept []string
+	for _, h := range req.Cookies {
+		for _, pair := range strings.Split(h, ";") {
+			pair = strings.TrimSpace(pair)
+			name, _, _ := strings.Cut(pair, "=")
+			name = strings.TrimPrefix(name, "__Secure-")
+			ours := false
+			for _, pre := range prefixes {
+				if strings.HasPrefix(name, pre+".") {
+					ours = true
+				}
+			}
+			if pair != "" && !ours {
+				kept = append(kept, pair)
+			}
+		}
+	}
+	if len(req.Cookies) > 0 {
+		if len(kept) == 0 {
+			remove = append(remove, "cookie")
+		} else {
+			set = append(set, Header{Name: "cookie", Value: strings.Join(kept, "; ")})
+		}
+	}
+	return set, remove
 }

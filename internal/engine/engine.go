@@ -264,6 +264,12 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	if p.AuthMethodHeader != "" {
 		d.SetHeaders = append(d.SetHeaders, Header{Name: p.AuthMethodHeader, Value: methodName(method)})
 	}
+	if rule != nil && rule.StripCredentials {
+		if req.CannotRemove {
+			return deny(reason.HeaderRejected, "the rule keeps credentials from the backend, which this proxy cannot do", ruleName, true)
+		}
+		d.SetHeaders, d.RemoveHeaders = stripCredentials(p, req, d.SetHeaders, d.RemoveHeaders)
+	}
 	return d
 }
 

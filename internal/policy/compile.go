@@ -289,6 +289,7 @@ func allBind(paths []*Template, field, param string) error {
 // membership, verified email, anonymous users, token age.
 func compileAccountChecks(r *Rule, rc RuleConfig) error {
 	r.RequireVerifiedEmail, r.DenyAnonymous = rc.RequireVerifiedEmail, rc.DenyAnonymous
+	r.StripCredentials = rc.ForwardCredentials != nil && !*rc.ForwardCredentials
 	if rc.MaxTokenAge != nil {
 		if *rc.MaxTokenAge <= 0 {
 			return errors.New("maxTokenAge: must be positive")

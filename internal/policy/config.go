@@ -134,6 +134,10 @@ type RuleConfig struct {
 	// calls keep getting 401. "" (the default) is always 401.
 	OnUnauthenticated string `yaml:"onUnauthenticated"`
 	SignInURL         string `yaml:"signInURL"`
+	// ForwardCredentials false keeps the Authorization header, x-api-key and Better
+	// Auth's cookies from the backend, which then sees only the identity headers
+	// (Envoy only: behind nginx or Traefik such a request is denied).
+	ForwardCredentials *bool `yaml:"forwardCredentials"`
 }
 
 // OrgConfig requires the organization named by a path parameter to be a key of

@@ -27,6 +27,8 @@ type Rule struct {
 	MaxTokenAge time.Duration
 	// SignInURL, when set, is where unauthenticated browser navigations go.
 	SignInURL string
+	// StripCredentials keeps credentials from the backend (forwardCredentials: false).
+	StripCredentials bool
 	// When is the CEL condition as written ("" when none).
 	When string
 
