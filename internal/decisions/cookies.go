@@ -2,6 +2,7 @@ package decisions
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -62,7 +63,7 @@ func (s *signer) cookies(t *Token, p *policy.Policy) (string, error) {
 	if prefix == "" {
 		prefix = "better-auth"
 	}
-	if ct.Secure {
+	if iss, _ := claims["iss"].(string); strings.HasPrefix(iss, "https://") && !ct.Plain {
 		prefix = "__Secure-" + prefix
 	}
 	st := sessionToken

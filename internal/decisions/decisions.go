@@ -118,9 +118,10 @@ type Token struct {
 
 // CookieToken shapes the session cookies of a Cookie token.
 type CookieToken struct {
-	// Prefix is the cookie prefix (default better-auth); Secure adds __Secure-.
+	// Prefix is the cookie prefix (default better-auth). The names carry
+	// __Secure- when the issuer is https, as Better Auth writes them, unless Plain.
 	Prefix string `yaml:"prefix"`
-	Secure bool   `yaml:"secure"`
+	Plain  bool   `yaml:"plain"`
 	// SessionToken sent in session_token, when not the one session_data names
 	// (to test the binding).
 	SessionToken string `yaml:"sessionToken"`

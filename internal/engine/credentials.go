@@ -79,14 +79,13 @@ func (s *Snapshot) authenticate(ctx context.Context, req *Request) (*token.Claim
 		}
 		return c, MethodJWT, nil
 	}
-	var prefixes []string
-	for _, is := range s.Policy.Issuers {
-		if is.SessionCookie && !slices.Contains(prefixes, is.CookiePrefix) {
-			prefixes = append(prefixes, is.CookiePrefix)
+	for i := range s.Policy.Issuers {
+		is := &s.Policy.Issuers[i]
+		if !is.SessionCookie {
+			continue
 		}
-	}
-	for _, prefix := range prefixes {
-		cookies, err := sessioncookie.Parse(req.Cookies, prefix)
+		prefix := is.CookiePrefix
+		cookies, err := sessioncookie.Parse(req.Cookies, prefix, strings.HasPrefix(is.Issuer, "https://"))
 		if err != nil {
 			return nil, "", reason.Wrap(reason.TokenMalformed, "session cookies", err)
 		}
@@ -102,12 +101,8 @@ func (s *Snapshot) authenticate(ctx context.Context, req *Request) (*token.Claim
 			return c, MethodSession, nil
 		case cookies.Token != "":
 			// No signed cache: ask Better Auth.
-			for i := range s.Policy.Issuers {
-				if is := &s.Policy.Issuers[i]; is.SessionCookie && is.CookiePrefix == prefix {
-					return s.checkOnline(ctx, is, online.Credential{Kind: online.SessionCookie, CookieName: cookies.TokenName,
-						Value: cookies.TokenValue, ForwardedFor: req.ClientAddress}, methodOnlineCookie)
-				}
-			}
+			return s.checkOnline(ctx, is, online.Credential{Kind: online.SessionCookie, CookieName: cookies.TokenName,
+				Value: cookies.TokenValue, ForwardedFor: req.ClientAddress}, methodOnlineCookie)
 		}
 	}
 	return nil, "", reason.Errorf(reason.TokenMissing, "no Authorization header and no session cookie")
@@ -130,11 +125,13 @@ func (s *Snapshot) checkOrigin(issuer string, req *Request) (reason.Code, string
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 		return "", ""
 	}
+	// A Referer stands in only for a missing Origin: "Origin: null" (a sandboxed
+	// frame, a cross-origin redirect) is an answer, and not a trusted one.
 	origin := req.Origin
-	if origin == "" || origin == "null" {
+	if origin == "" {
 		origin = req.Referer
 	}
-	if origin == "" {
+	if origin == "" || origin == "null" {
 		return reason.CSRFOriginMismatch, "a cookie-authenticated " + req.Method + " without Origin or Referer"
 	}
 	o, err := policy.OriginOf(origin)
@@ -151,7 +148,7 @@ func stripCredentials(p *policy.Policy, req *Request, set []Header, remove []str
 	remove = append(remove, "authorization", "x-api-key")
 	prefixes := []string{sessioncookie.DefaultPrefix}
 	for _, is := range p.Issuers {
-		if is.SessionCookie && !slices.Contains(prefixes, is.CookiePrefix) {
+		if !slices.Contains(prefixes, is.CookiePrefix) {
 			prefixes = append(prefixes, is.CookiePrefix)
 		}
 	}

@@ -284,6 +284,9 @@ func smuggled(p *policy.Policy, names []string) []string {
 				break
 			}
 		}
+		if sameHeaderName(n, p.AuthMethodHeader) && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
 		// X_HTTP_METHOD_OVERRIDE reaches Rack and PHP as the override header too.
 		for _, h := range policy.MethodOverrideHeaders {
 			if sameHeaderName(n, h) && !slices.Contains(out, n) {

@@ -190,7 +190,7 @@ func TestIdentityHeaders(t *testing.T) {
 
 	// Public paths and preflights strip every identity header.
 	d = f.e.Decide(context.Background(), &engine.Request{Method: "GET", Host: "x", Path: "/healthz", Authorization: bearer(tok)})
-	if len(d.SetHeaders) != 0 || len(d.RemoveHeaders) != 7 {
+	if len(d.SetHeaders) != 0 || len(d.RemoveHeaders) != 8 || !slices.Contains(d.RemoveHeaders, "x-auth-method") {
 		t.Fatalf("public: set %v remove %v", d.SetHeaders, d.RemoveHeaders)
 	}
 }
@@ -240,7 +240,7 @@ func TestHeaderValue(t *testing.T) {
 func TestDefaultAuthenticated(t *testing.T) {
 	f := newFixture(t, "issuers: [{betterAuthURL: https://auth.example.com}]\ndefault: authenticated\n")
 	d := f.e.Decide(context.Background(), &engine.Request{Method: "GET", Host: "x", Path: "/anything", Authorization: bearer(f.token(nil))})
-	if !d.Allow || d.Rule != engine.RuleDefault || len(d.SetHeaders) != 3 {
+	if !d.Allow || d.Rule != engine.RuleDefault || len(d.SetHeaders) != 4 || d.SetHeaders[3] != (engine.Header{Name: "x-auth-method", Value: "jwt"}) {
 		t.Fatalf("with token: %+v", d)
 	}
 	d = f.e.Decide(context.Background(), &engine.Request{Method: "GET", Host: "x", Path: "/anything"})
@@ -354,7 +354,7 @@ rules:
 	data := key.Sign(map[string]any{"session": session, "user": user, "sid": "st", "sub": "u-1", "iss": iss, "aud": token.CookieCacheAudience,
 		"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()}, map[string]any{"typ": token.CookieCacheType})
 	req := &engine.Request{Method: "GET", Host: "api.example.com", Path: "/api/" + uuidA + "/tasks",
-		Cookies: []string{"better-auth.session_token=st.c2lnbmF0dXJl; better-auth.session_data=" + data}}
+		Cookies: []string{"__Secure-better-auth.session_token=st.c2lnbmF0dXJl; __Secure-better-auth.session_data=" + data}}
 	b.ReportAllocs()
 	for b.Loop() {
 		if d := e.Check(context.Background(), "bench", req); !d.Allow {

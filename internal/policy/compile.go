@@ -89,8 +89,8 @@ type Policy struct {
 	Hash string
 	// Warnings are what Lint found: legal, but likely not what the author meant.
 	Warnings []string
-	// AuthMethodHeader, when an issuer accepts session cookies, is set on allow to
-	// how the request authenticated (jwt or session).
+	// AuthMethodHeader is set on allow to how the request authenticated (jwt,
+	// session or api-key), and removed on anonymous allows.
 	AuthMethodHeader string
 	// HeaderSpellings are the other "_"/"-" spellings of every identity and
 	// method-override header ("x_user_id", "x-user_id", …), which CGI and WSGI
@@ -98,6 +98,9 @@ type Policy struct {
 	// headers (Envoy's HTTP mode forwards only its allowed_headers) remove them all.
 	HeaderSpellings []string
 }
+
+// AuthMethodHeader names the header that says how a request authenticated.
+const AuthMethodHeader = "x-auth-method"
 
 // Load parses and compiles a policy document.
 func Load(data []byte) (*Policy, error) {
@@ -178,9 +181,10 @@ func Compile(c *Config) (*Policy, error) {
 		return nil, err
 	}
 	p.ClaimNames, p.AllClaims = claimsUsed(p)
-	if p.AnySessionCookie() || p.OnlineIssuer(CredentialBearerSession) != nil || p.OnlineIssuer(CredentialAPIKey) != nil {
-		p.AuthMethodHeader = "x-auth-method"
-	}
+	// Always ours: set on every authenticated allow, removed on every other, so a
+	// client's copy never reaches the backend whatever the credentials.
+	p.AuthMethodHeader = AuthMethodHeader
+	p.HeaderSpellings = append(p.HeaderSpellings, spellings(AuthMethodHeader)...)
 	p.Warnings = lint(p)
 	return p, nil
 }
@@ -303,7 +307,7 @@ func compileAccountChecks(r *Rule, rc RuleConfig) error {
 		}
 	case "redirect":
 		u, err := url.Parse(rc.SignInURL)
-		if err != nil || rc.SignInURL == "" || u.RawQuery != "" && strings.Contains(u.RawQuery, "callbackURL=") ||
+		if err != nil || rc.SignInURL == "" || strings.ContainsAny(rc.SignInURL, "\\\r\n") || u.RawQuery != "" && strings.Contains(u.RawQuery, "callbackURL=") ||
 			!(u.IsAbs() && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" || !u.IsAbs() && strings.HasPrefix(rc.SignInURL, "/") && !strings.HasPrefix(rc.SignInURL, "//")) {
 			return errors.New("signInURL: an absolute http(s) URL or a path starting with one /, without a callbackURL parameter")
 		}

@@ -38,7 +38,7 @@ func TestHeaderSpellings(t *testing.T) {
 			t.Errorf("spellings %s include the name itself, %s", got, name)
 		}
 	}
-	if n := len(p.HeaderSpellings); n != 3+7+3+3 {
+	if n := len(p.HeaderSpellings); n != 3+7+3+3+3 { // x-user-id, the three override headers, x-auth-method
 		t.Errorf("%d spellings: %s", n, got)
 	}
 }

@@ -35,9 +35,11 @@ type Cookies struct {
 // ErrAmbiguous means the cookies could be read in more than one way.
 var ErrAmbiguous = errors.New("ambiguous Better Auth cookies")
 
-// Parse reads the cookies named with prefix ("" means DefaultPrefix). It returns
-// the zero Cookies when the request has none of them.
-func Parse(headers []string, prefix string) (Cookies, error) {
+// Parse reads the cookies named with prefix ("" means DefaultPrefix), in the one
+// spelling Better Auth uses: with __Secure- when its baseURL is https (secure), so
+// that a plain cookie another subdomain sets (cookie tossing) is ignored; without
+// it otherwise. It returns the zero Cookies when the request has none of them.
+func Parse(headers []string, prefix string, secure bool) (Cookies, error) {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
@@ -49,7 +51,7 @@ func Parse(headers []string, prefix string) (Cookies, error) {
 				continue
 			}
 			base, index, ours := ourName(name, prefix)
-			if !ours {
+			if !ours || strings.HasPrefix(base, "__Secure-") != secure {
 				continue
 			}
 			if parts[base] == nil {
