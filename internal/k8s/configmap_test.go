@@ -134,8 +134,9 @@ func TestBurst(t *testing.T) {
 				checks.Add(1)
 				var rule, hdr int
 				fmt.Sscanf(d.Rule, "gen-%d", &rule)
-				// One identity header, then the three method-override headers.
-				if len(d.RemoveHeaders) != 4 {
+				// One identity header, then the three method-override headers and
+				// x-auth-method.
+				if len(d.RemoveHeaders) != 5 {
 					mixed.Add(1)
 					continue
 				}
