@@ -55,6 +55,18 @@ func TestHelmTemplateDryRun(t *testing.T) {
 	}
 }
 
+// TestPDBNeedsMoreThanOneReplica: with one replica a PDB only blocks drains.
+func TestPDBNeedsMoreThanOneReplica(t *testing.T) {
+	one := objects(t, render(t, "--set", "betterAuth.url=https://auth.example.com", "--set", "replicaCount=1"))
+	if len(one["PodDisruptionBudget"]) != 0 {
+		t.Error("a PDB with one replica")
+	}
+	two := objects(t, render(t, "--set", "betterAuth.url=https://auth.example.com"))
+	if len(two["PodDisruptionBudget"]) != 1 || !strings.Contains(two["PodDisruptionBudget"][0], "unhealthyPodEvictionPolicy: AlwaysAllow") {
+		t.Errorf("PDB %v", two["PodDisruptionBudget"])
+	}
+}
+
 func TestHelmRejectsBadValues(t *testing.T) {
 	cases := map[string][]string{
 		"misspelt top-level key":  {"--set", "betterAuth.url=https://a.example.com", "--set", "replicaCont=3"},
@@ -142,6 +154,25 @@ func TestRenderedDeploymentIsLockedDown(t *testing.T) {
 			}
 			if name == "defaults" && (d.Spec.Replicas == nil || *d.Spec.Replicas != 2) {
 				t.Errorf("replicas %v, want 2", d.Spec.Replicas)
+			}
+			// Readiness survives a slow answer or two; no Service links; GOMEMLIMIT
+			// leaves the runtime room below the limit.
+			if r := c.ReadinessProbe; r == nil || r.FailureThreshold < 2 || r.TimeoutSeconds < 2 {
+				t.Errorf("readiness probe %+v flaps", r)
+			}
+			if pod.EnableServiceLinks == nil || *pod.EnableServiceLinks {
+				t.Error("enableServiceLinks is not false")
+			}
+			for _, e := range c.Env {
+				if e.Name == "GOMEMLIMIT" && name == "defaults" && e.Value != "230MiB" {
+					t.Errorf("GOMEMLIMIT %+v, want 90%% of the 256Mi limit", e)
+				}
+			}
+			if d.Spec.Template.Labels["app.kubernetes.io/part-of"] == "" && d.Labels["app.kubernetes.io/part-of"] == "" {
+				t.Error("no app.kubernetes.io/part-of label")
+			}
+			if _, ok := d.Spec.Template.Annotations["extauthz.io/policy-hash"]; ok {
+				t.Error("a policy checksum would roll the pods on every policy edit")
 			}
 			// Secret files (the revocation feed's secret) are mounted read-only, owner-read only.
 			if name == "full-values" {

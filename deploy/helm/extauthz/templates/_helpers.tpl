@@ -23,6 +23,26 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/component: authorizer
+app.kubernetes.io/part-of: betterauth-extauthz
+{{- end -}}
+
+{{- /*
+GOMEMLIMIT at about 90% of the memory limit, so that the GC works harder before the
+kernel kills the pod; the rest is room for what the Go runtime does not count.
+Limits in Mi or Gi are computed here; others fall back to the whole limit.
+*/ -}}
+{{- define "extauthz.gomemlimit" -}}
+{{- $m := toString (dig "limits" "memory" "" .Values.resources) -}}
+{{- if hasSuffix "Mi" $m -}}
+- name: GOMEMLIMIT
+  value: {{ printf "%dMiB" (div (mul (trimSuffix "Mi" $m | int) 9) 10) | quote }}
+{{- else if hasSuffix "Gi" $m -}}
+- name: GOMEMLIMIT
+  value: {{ printf "%dMiB" (div (mul (trimSuffix "Gi" $m | int) 9216) 10) | quote }}
+{{- else -}}
+- name: GOMEMLIMIT
+  valueFrom: { resourceFieldRef: { resource: limits.memory, divisor: "1" } }
+{{- end -}}
 {{- end -}}
 
 {{- define "extauthz.serviceAccountName" -}}
