@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the deploy tests need, outside the repository, and prints the
 # variables that point at it (eval "$(hack/deploy-env.sh)"):
-#   helm v4.3.1 and kustomize v5.8.1, built from the Go module proxy;
+#   helm v4.3.1, kustomize v5.8.1 and promtool (Prometheus v0.316.0), built from
+#   the Go module proxy;
 #   kube-apiserver, etcd and kubectl v1.37.2 (hack/k8s-tools.sh);
 #   the published CRDs the optional objects need (ServiceMonitor, PrometheusRule,
 #   AuthorizationPolicy, SecurityPolicy, ReferenceGrant), read from the Go modules
@@ -11,6 +12,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/extauthz}
 HELM_VERSION=v4.3.1
 KUSTOMIZE_VERSION=v5.8.1
+PROMTOOL_VERSION=v0.316.0 # Prometheus 3.x's module version
 log() { echo "deploy-env: $*" >&2; }
 
 tool() { # name version module
@@ -23,6 +25,7 @@ tool() { # name version module
 }
 helm=$(tool helm "$HELM_VERSION" helm.sh/helm/v4/cmd/helm)
 kustomize=$(tool kustomize "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5)
+promtool=$(tool promtool "$PROMTOOL_VERSION" github.com/prometheus/prometheus/cmd/promtool)
 assets=$("$root/hack/k8s-tools.sh")
 
 # go mod download -json prints the module's folder in the module cache.
@@ -44,6 +47,7 @@ for f in "${crds[@]}"; do [[ -f "$f" ]] || { log "missing CRD file $f"; exit 1; 
 cat <<ENV
 export HELM=$helm
 export KUSTOMIZE=$kustomize
+export PROMTOOL=$promtool
 export KUBEBUILDER_ASSETS=$assets
 export EXTAUTHZ_CRDS=$(IFS=:; echo "${crds[*]}")
 ENV

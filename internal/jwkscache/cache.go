@@ -136,6 +136,7 @@ func New(cfg Config) (*Cache, error) {
 // Stop is called. It returns at once; Ready tells when the first fetch has finished.
 func (c *Cache) Start(ctx context.Context) {
 	ctx, c.stop = context.WithCancel(ctx)
+	c.cfg.Metrics.JWKSRegistered(c.cfg.Name)
 	go c.loop(ctx)
 }
 

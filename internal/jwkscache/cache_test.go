@@ -17,6 +17,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
 	"github.com/betterauth-extauthz/extauthz/internal/keyset"
@@ -234,4 +235,67 @@ func redirectClient(srv *httptest.Server) *http.Client {
 	c := jwkscache.NewHTTPClient(time.Second, false)
 	c.Transport = srv.Client().Transport
 	return c
+}
+
+// An issuer whose keys have never been fetched must have series at start, or the
+// alerts that compare them would find nothing to fire on.
+func TestNeverFetchedIssuerHasSeries(t *testing.T) {
+	srv := tokentest.NewJWKSServer(t, []byte("{}"))
+	srv.Set(http.StatusServiceUnavailable, []byte("down"))
+	reg := prometheus.NewRegistry()
+	pool := jwkscache.NewPool(context.Background(), jwkscache.PoolConfig{Metrics: metrics.New(reg)})
+	defer pool.Retain(nil)
+	cfg := jwkscache.Config{URL: srv.URL, Name: "iss", RefreshInterval: time.Hour, Cooldown: time.Hour}
+	c, err := pool.Acquire(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-c.Ready()
+	want := `
+# HELP extauthz_jwks_last_success_timestamp_seconds Unix time of the last successful JWKS fetch of each issuer.
+# TYPE extauthz_jwks_last_success_timestamp_seconds gauge
+extauthz_jwks_last_success_timestamp_seconds{issuer="iss"} 0
+# HELP extauthz_jwks_keys Usable keys in the cached JWKS of each issuer.
+# TYPE extauthz_jwks_keys gauge
+extauthz_jwks_keys{issuer="iss"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "extauthz_jwks_last_success_timestamp_seconds", "extauthz_jwks_keys"); err != nil {
+		t.Fatal(err)
+	}
+	if text := exposition(t, reg); !strings.Contains(text, `extauthz_jwks_refresh_total{issuer="iss",result="success",trigger="background"} 0`) {
+		t.Fatalf("no zero success series for a never-fetched issuer:\n%s", text)
+	}
+
+	// The same issuer with other intervals: the new cache starts, the old one stops,
+	// and the issuer's series stay.
+	cfg.RefreshInterval = 2 * time.Hour
+	c2, err := pool.Acquire(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.Retain([]*jwkscache.Cache{c2})
+	if n, err := testutil.GatherAndCount(reg, "extauthz_jwks_keys"); err != nil || n != 1 {
+		t.Fatalf("jwks_keys series after a same-issuer swap = %d (%v), want 1", n, err)
+	}
+	pool.Retain(nil)
+	if n, err := testutil.GatherAndCount(reg, "extauthz_jwks_keys", "extauthz_jwks_refresh_total"); err != nil || n != 0 {
+		t.Fatalf("series after the issuer left = %d (%v), want 0", n, err)
+	}
+}
+
+// exposition is what /metrics would show.
+func exposition(t *testing.T, g prometheus.Gatherer) string {
+	t.Helper()
+	fams, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	enc := expfmt.NewEncoder(&b, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, f := range fams {
+		if err := enc.Encode(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b.String()
 }

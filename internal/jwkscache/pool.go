@@ -73,9 +73,17 @@ func (p *Pool) Retain(keep []*Cache) {
 			stop = append(stop, c)
 		}
 	}
+	// A kept cache may share a name with a stopped one (same issuer, other
+	// intervals): its series must stay.
+	named := map[string]bool{}
+	for _, c := range p.caches {
+		named[c.Name()] = true
+	}
 	p.mu.Unlock()
 	for _, c := range stop {
 		c.Stop()
-		p.metrics.JWKSForget(c.Name())
+		if !named[c.Name()] {
+			p.metrics.JWKSForget(c.Name())
+		}
 	}
 }

@@ -121,6 +121,21 @@ func (s *Recorder) Decision(transport Transport, allow bool, reason, rule string
 	s.checkDuration.WithLabelValues(string(transport)).Observe(took.Seconds())
 }
 
+// JWKSRegistered creates an issuer's JWKS series (no fetch yet, no keys, last
+// success at 0) when its cache starts, so that an issuer whose keys have never been
+// fetched shows in alerts instead of being absent. Series that exist are kept.
+func (s *Recorder) JWKSRegistered(issuer string) {
+	if s == nil {
+		return
+	}
+	for _, result := range []string{"success", "error"} {
+		s.jwksRefresh.WithLabelValues(issuer, "background", result)
+	}
+	s.jwksKeys.WithLabelValues(issuer)
+	s.jwksLastSuccess.WithLabelValues(issuer)
+	s.jwksSkipped.WithLabelValues(issuer)
+}
+
 // JWKSFetched records one JWKS fetch. keys < 0 leaves the key gauge alone.
 func (s *Recorder) JWKSFetched(issuer, trigger string, err error, keys int, at time.Time) {
 	if s == nil {
@@ -177,6 +192,8 @@ func (s *Recorder) JWKSForget(issuer string) {
 	s.jwksKeys.DeleteLabelValues(issuer)
 	s.jwksLastSuccess.DeleteLabelValues(issuer)
 	s.jwksSkipped.DeleteLabelValues(issuer)
+	s.jwksRefresh.DeletePartialMatch(prometheus.Labels{"issuer": issuer})
+	s.jwksSuppressed.DeleteLabelValues(issuer)
 }
 
 // RefetchSuppressed counts an unknown-kid refetch skipped by the cooldown.
