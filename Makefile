@@ -17,13 +17,17 @@ TAGS     := e2e,envtest
 # prints (tool paths it installed) exported.
 with_env = env_file=$$(mktemp); $(1) > "$$env_file"; source "$$env_file"; rm -f "$$env_file";
 
-.PHONY: help build test lint unit deploy-test k8s-tools fuzz e2e bench bench-envoy demo clean
+.PHONY: help build generate test lint unit deploy-test k8s-tools fuzz e2e bench bench-envoy demo clean
 
 help: ## this list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## (.*)/\1\t\2/' | expand -t 14
 
 build: ## the extauthz binary, static
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/extauthz ./cmd/extauthz
+
+generate: ## the policy JSON Schema (and the chart's values schema) and the chart README, from the Go types and values.yaml
+	$(GO) generate ./internal/policy
+	$(GO) run ./hack/chartdoc
 
 test: lint unit fuzz deploy-test e2e ## everything CI runs
 

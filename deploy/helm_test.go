@@ -3,12 +3,15 @@
 package deploy_test
 
 import (
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
@@ -233,4 +236,98 @@ func drainSeconds(t *testing.T, args []string) int64 {
 		}
 	}
 	return total
+}
+
+// TestHelmTestChecksThePolicy: `helm test` runs `extauthz policy check` on the
+// installed ConfigMap, in a pod the Service never selects.
+func TestHelmTestChecksThePolicy(t *testing.T) {
+	objs := objects(t, render(t, "--set", "betterAuth.url=https://auth.example.com"))
+	if len(objs["Job"]) != 1 {
+		t.Fatalf("%d Jobs rendered", len(objs["Job"]))
+	}
+	var job batchv1.Job
+	if err := yaml.UnmarshalStrict([]byte(objs["Job"][0]), &job); err != nil {
+		t.Fatal(err)
+	}
+	if job.Annotations["helm.sh/hook"] != "test" {
+		t.Errorf("hook %q", job.Annotations["helm.sh/hook"])
+	}
+	c := job.Spec.Template.Spec.Containers[0]
+	if strings.Join(c.Args, " ") != "policy check /etc/extauthz/policy/policy.yaml" {
+		t.Errorf("args %v", c.Args)
+	}
+	if v := job.Spec.Template.Spec.Volumes[0]; v.ConfigMap == nil || v.ConfigMap.Name != "extauthz-policy" {
+		t.Errorf("policy volume %+v", v)
+	}
+	var svc corev1.Service
+	if err := yaml.Unmarshal([]byte(objs["Service"][0]), &svc); err != nil {
+		t.Fatal(err)
+	}
+	selected := true
+	for k, v := range svc.Spec.Selector {
+		selected = selected && job.Spec.Template.Labels[k] == v
+	}
+	if selected {
+		t.Errorf("the Service selector %v selects the test pod %v", svc.Spec.Selector, job.Spec.Template.Labels)
+	}
+	if off := objects(t, render(t, "--set", "betterAuth.url=https://auth.example.com", "--set", "helmTest.enabled=false")); len(off["Job"]) != 0 {
+		t.Error("helmTest.enabled=false still renders the Job")
+	}
+}
+
+// TestPolicyTypoRefusedByHelm: the policy's schema is part of the values schema,
+// so a misspelt key in policy.document never reaches a pod.
+func TestPolicyTypoRefusedByHelm(t *testing.T) {
+	for name, doc := range map[string]string{
+		"isuers":            `{"isuers":[{"betterAuthURL":"https://a.example.com"}]}`,
+		"rule key":          `{"issuers":[{"betterAuthURL":"https://a.example.com"}],"rules":[{"name":"r","path":["/a"]}]}`,
+		"duration number":   `{"issuers":[{"betterAuthURL":"https://a.example.com","maxStale":3600}]}`,
+		"no issuers at all": `{"rules":[]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := tryTool(helm, "template", "extauthz", chart(), "--set-json", "policy.document="+doc); err == nil {
+				t.Fatal("helm accepted it")
+			}
+		})
+	}
+}
+
+// TestChartREADMEUpToDate: the chart's README is generated from values.yaml.
+func TestChartREADMEUpToDate(t *testing.T) {
+	cmd := exec.Command("go", "run", "./hack/chartdoc", "-check")
+	cmd.Dir = repo
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+}
+
+// TestChartMetadataAndExtras: labels on every pod, extraObjects, the Service's
+// trafficDistribution, and a dashboard uid per release.
+func TestChartMetadataAndExtras(t *testing.T) {
+	args := []string{"--set", "betterAuth.url=https://auth.example.com", "--set", "commonLabels.team=auth", "--set", "grafanaDashboard.enabled=true",
+		"--set-json", `extraObjects=[{"apiVersion":"v1","kind":"Secret","metadata":{"name":"{{ .Release.Name }}-extra"},"stringData":{"a":"b"}}]`}
+	objs := objects(t, render(t, args...))
+	var dep appsv1.Deployment
+	if err := yaml.Unmarshal([]byte(objs["Deployment"][0]), &dep); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"team", "app.kubernetes.io/part-of", "app.kubernetes.io/version", "helm.sh/chart"} {
+		if dep.Spec.Template.Labels[k] == "" {
+			t.Errorf("pod template lacks label %s: %v", k, dep.Spec.Template.Labels)
+		}
+	}
+	if len(objs["Secret"]) != 1 || !strings.Contains(objs["Secret"][0], "extauthz-extra") {
+		t.Errorf("extraObjects: %v", objs["Secret"])
+	}
+	if !strings.Contains(objs["Service"][0], "trafficDistribution: PreferClose") {
+		t.Error("no trafficDistribution on the Service")
+	}
+	uid := regexp.MustCompile(`"uid": "(extauthz-[0-9a-f]+)"`)
+	first := uid.FindStringSubmatch(objs["ConfigMap"][len(objs["ConfigMap"])-1])
+	other := runTool(t, helm, append([]string{"template", "other", chart(), "--namespace", "extauthz"}, args...)...)
+	second := uid.FindStringSubmatch(other)
+	if first == nil || second == nil || first[1] == second[1] {
+		t.Errorf("dashboard uids %v and %v: want one per release", first, second)
+	}
+	dryRun(t, render(t, args...))
 }

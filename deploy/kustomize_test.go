@@ -8,6 +8,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"sigs.k8s.io/yaml"
 )
 
 func parseDuration(s string) (int64, error) {
@@ -55,5 +60,105 @@ func TestKustomizeRendersAndDryRuns(t *testing.T) {
 			}
 			dryRun(t, out)
 		})
+	}
+}
+
+// copyTree copies the kustomize folder, so a test can write its own overlay beside it.
+func copyTree(t *testing.T) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "kustomize")
+	src := filepath.Join(repo, "deploy", "kustomize")
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// TestKustomizeNamePrefix: an overlay's namePrefix renames the ConfigMap, the
+// Role's resourceNames and the --policy-configmap argument together, or the
+// watch would look for a ConfigMap that is not there (and RBAC would forbid it).
+func TestKustomizeNamePrefix(t *testing.T) {
+	root := copyTree(t)
+	team := filepath.Join(root, "team-a")
+	if err := os.MkdirAll(team, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(team, "kustomization.yaml"), []byte("namePrefix: team-a-\nnamespace: team-a\nresources: [../base]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kinds := objects(t, runTool(t, kustomize, "build", team))
+	var dep appsv1.Deployment
+	if err := yaml.Unmarshal([]byte(kinds["Deployment"][0]), &dep); err != nil {
+		t.Fatal(err)
+	}
+	args := strings.Join(dep.Spec.Template.Spec.Containers[0].Args, " ")
+	if !strings.Contains(args, "--policy-configmap team-a-extauthz-policy ") {
+		t.Errorf("args %q do not name the prefixed ConfigMap", args)
+	}
+	var cm corev1.ConfigMap
+	if err := yaml.Unmarshal([]byte(kinds["ConfigMap"][0]), &cm); err != nil {
+		t.Fatal(err)
+	}
+	var role rbacv1.Role
+	if err := yaml.Unmarshal([]byte(kinds["Role"][0]), &role); err != nil {
+		t.Fatal(err)
+	}
+	if cm.Name != "team-a-extauthz-policy" || cm.Namespace != "team-a" || role.Rules[0].ResourceNames[0] != cm.Name {
+		t.Errorf("ConfigMap %s/%s, Role resourceNames %v", cm.Namespace, cm.Name, role.Rules[0].ResourceNames)
+	}
+}
+
+// TestKustomizeOverlayFollowsTheBaseNamespace: the Envoy Gateway overlay names the
+// Service across namespaces; moving the base elsewhere must carry it along.
+func TestKustomizeOverlayFollowsTheBaseNamespace(t *testing.T) {
+	root := copyTree(t)
+	base := filepath.Join(root, "base", "kustomization.yaml")
+	b, err := os.ReadFile(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = []byte(strings.Replace(string(b), "namespace: extauthz\n", "namespace: auth\nnamePrefix: team-a-\n", 1))
+	if err := os.WriteFile(base, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kinds := objects(t, runTool(t, kustomize, "build", filepath.Join(root, "overlays", "envoy-gateway")))
+	var sp struct {
+		Spec struct {
+			ExtAuth struct {
+				GRPC struct {
+					BackendRefs []struct{ Name, Namespace string } `json:"backendRefs"`
+				} `json:"grpc"`
+			} `json:"extAuth"`
+		}
+	}
+	if err := yaml.Unmarshal([]byte(kinds["SecurityPolicy"][0]), &sp); err != nil {
+		t.Fatal(err)
+	}
+	if ref := sp.Spec.ExtAuth.GRPC.BackendRefs[0]; ref.Name != "team-a-extauthz" || ref.Namespace != "auth" {
+		t.Errorf("SecurityPolicy backendRef %+v, want team-a-extauthz in auth", ref)
+	}
+	var rg struct {
+		Metadata struct{ Namespace string }
+		Spec     struct{ To []struct{ Name string } }
+	}
+	if err := yaml.Unmarshal([]byte(kinds["ReferenceGrant"][0]), &rg); err != nil {
+		t.Fatal(err)
+	}
+	if rg.Metadata.Namespace != "auth" || rg.Spec.To[0].Name != "team-a-extauthz" {
+		t.Errorf("ReferenceGrant %+v", rg)
 	}
 }

@@ -282,3 +282,46 @@ func TestServeExitsWhenTheSourceFails(t *testing.T) {
 		}
 	}
 }
+
+func TestPolicySchema(t *testing.T) {
+	code, out := runCLI("policy", "schema")
+	if code != 0 {
+		t.Fatalf("policy schema: %d %s", code, out)
+	}
+	var s struct {
+		Properties map[string]any `json:"properties"`
+		Required   []string       `json:"required"`
+	}
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("not JSON: %v", err)
+	}
+	if s.Properties["issuers"] == nil || len(s.Required) != 1 || s.Required[0] != "issuers" {
+		t.Fatalf("schema properties %v required %v", s.Properties, s.Required)
+	}
+}
+
+func TestConfigMapRef(t *testing.T) {
+	serviceAccountNamespace = filepath.Join(t.TempDir(), "namespace")
+	for _, tc := range []struct {
+		ref, podNS, file, ns, name string
+		ok                         bool
+	}{
+		{ref: "team/extauthz-policy", ns: "team", name: "extauthz-policy", ok: true},
+		{ref: "extauthz-policy", podNS: "team-a", ns: "team-a", name: "extauthz-policy", ok: true},
+		{ref: "extauthz-policy", file: "team-b\n", ns: "team-b", name: "extauthz-policy", ok: true},
+		{ref: "extauthz-policy"},
+		{ref: "/extauthz-policy"},
+		{ref: "team/"},
+		{ref: "a/b/c"},
+	} {
+		t.Setenv("POD_NAMESPACE", tc.podNS)
+		os.Remove(serviceAccountNamespace)
+		if tc.file != "" {
+			os.WriteFile(serviceAccountNamespace, []byte(tc.file), 0o600)
+		}
+		ns, name, err := configMapRef(tc.ref)
+		if (err == nil) != tc.ok || ns != tc.ns || name != tc.name {
+			t.Errorf("%q (POD_NAMESPACE %q, file %q) = %q %q %v", tc.ref, tc.podNS, tc.file, ns, name, err)
+		}
+	}
+}

@@ -18,13 +18,19 @@ import (
 
 func cmdPolicy(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usageErr("policy check [--strict] FILE | policy explain --config FILE --method M --path P")
+		return usageErr("policy check [--strict] FILE | policy explain --config FILE --method M --path P | policy schema")
 	}
 	switch args[0] {
 	case "check":
 		return cmdPolicyCheck(args[1:], stdout)
 	case "explain":
 		return cmdPolicyExplain(args[1:], stdout)
+	case "schema":
+		if len(args) > 1 {
+			return usageErr("policy schema takes no arguments")
+		}
+		_, err := stdout.Write(policy.Schema)
+		return err
 	}
 	return usageErr("unknown policy subcommand %q", args[0])
 }

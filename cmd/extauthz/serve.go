@@ -39,7 +39,7 @@ type serveFlags struct {
 
 func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "policy file (YAML), watched for changes")
-	fs.StringVar(&f.configMap, "policy-configmap", "", "NAMESPACE/NAME of a ConfigMap holding the policy, watched through the API server")
+	fs.StringVar(&f.configMap, "policy-configmap", "", "NAMESPACE/NAME (or NAME, in the pod's namespace) of a ConfigMap holding the policy, watched through the API server")
 	fs.StringVar(&f.configMapKey, "policy-key", k8s.DefaultKey, "key of the policy in the ConfigMap")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for --policy-configmap (default: in-cluster service account)")
 	fs.StringVar(&f.grpcAddr, "grpc-addr", ":9001", "Envoy ext_authz gRPC listen address")
@@ -54,6 +54,34 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.cacheBytes, "token-cache-bytes", token.DefaultCacheBytes, "memory budget of the verified-token cache")
 }
 
+// serviceAccountNamespace is where Kubernetes tells a pod its namespace.
+var serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// configMapRef reads --policy-configmap: NAMESPACE/NAME, or a bare NAME in the
+// pod's own namespace (POD_NAMESPACE, else the service account's namespace file).
+// A bare name is a whole argument, which kustomize's name references rewrite when
+// an overlay adds a namePrefix.
+func configMapRef(ref string) (ns, name string, err error) {
+	if ns, name, ok := strings.Cut(ref, "/"); ok {
+		if ns == "" || name == "" || strings.Contains(name, "/") {
+			return "", "", usageErr("--policy-configmap wants NAMESPACE/NAME or NAME, got %q", ref)
+		}
+		return ns, name, nil
+	}
+	ns = os.Getenv("POD_NAMESPACE")
+	if ns == "" {
+		b, err := os.ReadFile(serviceAccountNamespace)
+		if err != nil {
+			return "", "", usageErr("--policy-configmap %q has no namespace, and neither POD_NAMESPACE nor %s says which: %v", ref, serviceAccountNamespace, err)
+		}
+		ns = strings.TrimSpace(string(b))
+	}
+	if ns == "" {
+		return "", "", usageErr("--policy-configmap %q: the pod's namespace is empty", ref)
+	}
+	return ns, ref, nil
+}
+
 // source is the policy source the flags name: a file, a ConfigMap, or the default
 // policy for BETTER_AUTH_URL.
 func (f *serveFlags) source(log *slog.Logger) (reload.Source, error) {
@@ -61,9 +89,9 @@ func (f *serveFlags) source(log *slog.Logger) (reload.Source, error) {
 	case f.config != "" && f.configMap != "":
 		return nil, usageErr("give --config or --policy-configmap, not both")
 	case f.configMap != "":
-		ns, name, ok := strings.Cut(f.configMap, "/")
-		if !ok || ns == "" || name == "" {
-			return nil, usageErr("--policy-configmap wants NAMESPACE/NAME, got %q", f.configMap)
+		ns, name, err := configMapRef(f.configMap)
+		if err != nil {
+			return nil, err
 		}
 		rest, err := k8s.RESTConfig(f.kubeconfig)
 		if err != nil {

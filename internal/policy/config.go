@@ -5,6 +5,8 @@
 // never an edit of the old one.
 package policy
 
+//go:generate go run ./schemagen -o schema.json -values-schema ../../deploy/helm/extauthz/values.schema.json
+
 import (
 	"bytes"
 	"errors"
@@ -18,13 +20,13 @@ import (
 // Config is the policy document as written by an operator.
 type Config struct {
 	// Issuers whose tokens are accepted. At least one.
-	Issuers []IssuerConfig `yaml:"issuers"`
+	Issuers []IssuerConfig `yaml:"issuers" jsonschema:"required,minItems=1"`
 	// Identity configures the headers injected on allow.
 	Identity IdentityConfig `yaml:"identity"`
 	// Rules are tried in order; the first that matches decides.
 	Rules []RuleConfig `yaml:"rules"`
 	// Default applies when no rule matches: "deny" (the default) or "authenticated".
-	Default string `yaml:"default"`
+	Default string `yaml:"default" jsonschema:"enum=deny,enum=authenticated"`
 	// CORS configures preflight handling.
 	CORS CORSConfig `yaml:"cors"`
 	// Leeway is the allowed clock skew for exp/nbf/iat (default 30s).
@@ -35,15 +37,15 @@ type Config struct {
 type IssuerConfig struct {
 	// BetterAuthURL is Better Auth's baseURL. Its origin becomes the issuer and the
 	// audience, and <url>/api/auth/jwks the JWKS URL, unless those are set explicitly.
-	BetterAuthURL string `yaml:"betterAuthURL"`
+	BetterAuthURL string `yaml:"betterAuthURL" jsonschema:"pattern=^https?://"`
 	// Issuer is the exact iss claim.
 	Issuer string `yaml:"issuer"`
 	// Audiences: the token's aud must contain one of them.
 	Audiences []string `yaml:"audiences"`
 	// JWKSURL is where the public keys are published.
-	JWKSURL string `yaml:"jwksURL"`
+	JWKSURL string `yaml:"jwksURL" jsonschema:"pattern=^https?://"`
 	// Algorithms allowed (default EdDSA, ES256, ES512, RS256, PS256).
-	Algorithms []string `yaml:"algorithms"`
+	Algorithms []string `yaml:"algorithms" jsonschema:"enum=EdDSA,enum=ES256,enum=ES384,enum=ES512,enum=RS256,enum=RS384,enum=RS512,enum=PS256,enum=PS384,enum=PS512"`
 	// AllowInsecureJWKS accepts a plain-http JWKS URL on a non-loopback host.
 	AllowInsecureJWKS bool `yaml:"allowInsecureJWKS"`
 	// RefreshInterval between background JWKS refreshes (default 5m).
@@ -55,7 +57,7 @@ type IssuerConfig struct {
 	// Credentials accepted from this issuer: "jwt" (a Bearer JWT, the default) and
 	// "sessionCookie" (Better Auth's session cookies with the signed cookie cache,
 	// verified offline).
-	Credentials []string `yaml:"credentials"`
+	Credentials []string `yaml:"credentials" jsonschema:"enum=jwt,enum=sessionCookie,enum=bearerSession,enum=apiKey"`
 	// CookiePrefix is Better Auth's advanced.cookiePrefix (default "better-auth").
 	CookiePrefix string `yaml:"cookiePrefix"`
 	// TrustedOrigins may send cookie-authenticated unsafe requests (CSRF); the
@@ -108,13 +110,13 @@ type IdentityConfig struct {
 
 // RuleConfig is one rule as written.
 type RuleConfig struct {
-	Name string `yaml:"name"`
+	Name string `yaml:"name" jsonschema:"required,minLength=1"`
 	// Methods the rule applies to (all when empty); GET includes HEAD.
-	Methods []string `yaml:"methods"`
+	Methods []string `yaml:"methods" jsonschema:"pattern=^[A-Z]+$"`
 	// Hosts the rule applies to (all when empty): exact names or "*.suffix".
 	Hosts []string `yaml:"hosts"`
 	// Paths are templates; literal segments ignore ASCII case unless CaseSensitive.
-	Paths         []string     `yaml:"paths"`
+	Paths         []string     `yaml:"paths" jsonschema:"required,minItems=1"`
 	CaseSensitive bool         `yaml:"caseSensitive"`
 	Public        bool         `yaml:"public"`
 	Owner         *OwnerConfig `yaml:"owner"`
@@ -132,7 +134,7 @@ type RuleConfig struct {
 	// whose Accept prefers HTML) that has no valid credential with 302 to
 	// SignInURL, the original path and query in its callbackURL parameter; API
 	// calls keep getting 401. "" (the default) is always 401.
-	OnUnauthenticated string `yaml:"onUnauthenticated"`
+	OnUnauthenticated string `yaml:"onUnauthenticated" jsonschema:"enum=,enum=redirect"`
 	SignInURL         string `yaml:"signInURL"`
 	// ForwardCredentials false keeps the Authorization header, x-api-key and Better
 	// Auth's cookies from the backend, which then sees only the identity headers
@@ -144,7 +146,7 @@ type RuleConfig struct {
 // the token's organizations claim, an object {orgId: "role,role"} that a
 // definePayload hook adds; with Roles, one of the member's roles must be listed.
 type OrgConfig struct {
-	Param string `yaml:"param"`
+	Param string `yaml:"param" jsonschema:"required,minLength=1"`
 	// Claim holding the organizations; "orgs" when empty.
 	Claim string   `yaml:"claim"`
 	Roles []string `yaml:"roles"`
@@ -152,8 +154,8 @@ type OrgConfig struct {
 
 // OwnerConfig requires a path parameter to equal a claim.
 type OwnerConfig struct {
-	Param string `yaml:"param"`
-	Claim string `yaml:"claim"`
+	Param string `yaml:"param" jsonschema:"required,minLength=1"`
+	Claim string `yaml:"claim" jsonschema:"required,minLength=1"`
 }
 
 // CORSConfig configures CORS preflight handling.

@@ -24,6 +24,23 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/component: authorizer
 app.kubernetes.io/part-of: betterauth-extauthz
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- /* The helm test pod's labels: never the selector labels, or the Service, the
+PDB and the NetworkPolicy would take the test pod for a replica. */ -}}
+{{- define "extauthz.testLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "extauthz.name" . }}-policy-check
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: policy-check
+app.kubernetes.io/part-of: betterauth-extauthz
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- /*
@@ -68,6 +85,9 @@ Limits in Mi or Gi are computed here; others fall back to the whole limit.
 {{/* The policy document: policy.document, or the one betterAuth.url alone stands for. */}}
 {{- define "extauthz.policy" -}}
 {{- if .Values.policy.document -}}
+{{- if not .Values.policy.document.issuers -}}
+{{- fail "policy.document needs issuers (at least one)" -}}
+{{- end -}}
 {{- toYaml .Values.policy.document -}}
 {{- else -}}
 {{- if not .Values.betterAuth.url -}}
