@@ -11,13 +11,13 @@ CACHE    ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/extauthz
 FUZZTIME ?= 10s
 # Test files that need a real kube-apiserver (envtest) or the whole stack (e2e) are
 # behind build tags, so that a bare `go test ./...` on a fresh clone is the unit run.
-TAGS     := e2e,envtest
+TAGS     := e2e,envtest,soak
 
 # with_env runs the rest of the recipe line with the variables the script $(1)
 # prints (tool paths it installed) exported.
 with_env = env_file=$$(mktemp); $(1) > "$$env_file"; source "$$env_file"; rm -f "$$env_file";
 
-.PHONY: help build generate test lint unit deploy-test k8s-tools fuzz e2e bench bench-envoy demo clean
+.PHONY: help build generate test lint unit deploy-test soak k8s-tools fuzz e2e bench bench-envoy demo clean
 
 help: ## this list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## (.*)/\1\t\2/' | expand -t 14
@@ -65,6 +65,9 @@ fuzz: ## a short fuzzing run of the token parser, the path, host and method cano
 e2e: ## the whole chain with real Better Auth, Envoy, nginx, FastAPI and PostgreSQL (installs them)
 	$(call with_env,hack/e2e-env.sh) \
 	$(GO) test -count=1 -v -timeout 15m -tags e2e ./test/e2e/ 2>&1 | grep -Ev '^=== (RUN|PAUSE|CONT)'
+
+soak: ## 30 minutes of steady load with token churn and JWKS rotations; fails if RSS, heap or goroutines grow past their bounds (SOAK_DURATION=…)
+	$(GO) test -count=1 -v -tags soak -timeout 60m ./test/soak/
 
 GHZ := $(CACHE)/tools/ghz-v0.120.0/ghz
 $(GHZ):

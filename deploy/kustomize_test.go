@@ -105,7 +105,18 @@ func TestKustomizeNamePrefix(t *testing.T) {
 	if err := yaml.Unmarshal([]byte(kinds["Deployment"][0]), &dep); err != nil {
 		t.Fatal(err)
 	}
-	args := strings.Join(dep.Spec.Template.Spec.Containers[0].Args, " ")
+	c := dep.Spec.Template.Spec.Containers[0]
+	// The base's probes and memory limit are the chart's: readiness survives two
+	// slow answers, GOMEMLIMIT leaves room under the limit.
+	if r := c.ReadinessProbe; r == nil || r.FailureThreshold < 2 || r.TimeoutSeconds < 2 {
+		t.Errorf("readiness probe %+v flaps", r)
+	}
+	for _, e := range c.Env {
+		if e.Name == "GOMEMLIMIT" && e.Value != "230MiB" {
+			t.Errorf("GOMEMLIMIT %+v, want 90%% of the 256Mi limit", e)
+		}
+	}
+	args := strings.Join(c.Args, " ")
 	if !strings.Contains(args, "--policy-configmap team-a-extauthz-policy ") {
 		t.Errorf("args %q do not name the prefixed ConfigMap", args)
 	}

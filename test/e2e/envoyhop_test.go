@@ -71,7 +71,7 @@ func BenchmarkEnvoyHop(b *testing.B) {
 }
 
 // fastBackend answers 200 at once, so that the proxy path is what is measured.
-func fastBackend(b *testing.B) string {
+func fastBackend(b testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

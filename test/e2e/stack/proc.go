@@ -148,6 +148,20 @@ func (p *Proc) Stop() {
 	})
 }
 
+// Terminate sends SIGTERM to the process alone and waits up to timeout for it to
+// exit on its own, as Kubernetes does before its grace period ends. It returns the
+// exit error, or an error if the process was still running (it is then killed).
+func (p *Proc) Terminate(timeout time.Duration) error {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(timeout):
+		p.Stop()
+		return fmt.Errorf("%s still running %s after SIGTERM", p.Name, timeout)
+	}
+}
+
 // Logs returns what the process printed so far (at most the last 8 KiB).
 func (p *Proc) Logs() string {
 	b, _ := os.ReadFile(p.LogPath)

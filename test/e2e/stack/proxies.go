@@ -9,9 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"sigs.k8s.io/yaml"
 )
 
 // Envoy is a running Envoy.
@@ -219,3 +222,59 @@ func (r *Recorder) Count(match func(Seen) bool) int {
 
 // Close stops the recorder.
 func (r *Recorder) Close() { _ = r.srv.Close() }
+
+// StartEnvoyReplicas is StartEnvoy with one extauthz cluster of several endpoints
+// (the shipped example's cluster, its health checks included, given more hosts).
+func StartEnvoyReplicas(t Tools, dir, name string, extauthzGRPC []string, backend string) (*Envoy, error) {
+	src, err := os.ReadFile(filepath.Join(t.ExampleDir, "envoy", "envoy.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	listen, admin := FreePort(), FreePort()
+	moved, err := moveEnvoyPorts(string(src), map[string]string{
+		"8080": fmt.Sprint(listen), "9901": fmt.Sprint(admin),
+		"9001": portOf(extauthzGRPC[0]), "8000": portOf(backend),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("examples/envoy/envoy.yaml: %w", err)
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal([]byte(moved), &cfg); err != nil {
+		return nil, err
+	}
+	var endpoints []any
+	for _, a := range extauthzGRPC {
+		port, _ := strconv.Atoi(portOf(a))
+		endpoints = append(endpoints, map[string]any{"endpoint": map[string]any{"address": map[string]any{
+			"socket_address": map[string]any{"address": "127.0.0.1", "port_value": port}}}})
+	}
+	found := false
+	for _, c := range cfg["static_resources"].(map[string]any)["clusters"].([]any) {
+		cl := c.(map[string]any)
+		if cl["name"] == "extauthz" {
+			cl["load_assignment"].(map[string]any)["endpoints"] = []any{map[string]any{"lb_endpoints": endpoints}}
+			found = true
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("no extauthz cluster in the shipped example")
+	}
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, name+".yaml")
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		return nil, err
+	}
+	p, err := Start(dir, name, nil, t.Envoy, "-c", path, "--disable-hot-restart", "--concurrency", "1", "--log-level", "warn")
+	if err != nil {
+		return nil, err
+	}
+	e := &Envoy{URL: fmt.Sprintf("http://127.0.0.1:%d", listen), Admin: fmt.Sprintf("http://127.0.0.1:%d", admin), Proc: p}
+	if err := WaitHTTP(p, e.Admin+"/ready", 200, 30*time.Second); err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return e, nil
+}
