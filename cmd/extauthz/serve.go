@@ -24,6 +24,7 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/reload"
 	"github.com/betterauth-extauthz/extauthz/internal/revocation"
 	"github.com/betterauth-extauthz/extauthz/internal/server"
+	"github.com/betterauth-extauthz/extauthz/internal/tlsconf"
 	"github.com/betterauth-extauthz/extauthz/internal/token"
 )
 
@@ -35,6 +36,8 @@ type serveFlags struct {
 	shutdownDelay, shutdownTimeout              time.Duration
 	pprof                                       bool
 	cacheEntries, cacheBytes                    int
+	tlsCert, tlsKey, tlsClientCA, tlsClientSANs string
+	adminTLS                                    bool
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet) {
@@ -52,6 +55,28 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.pprof, "admin-pprof", false, "serve Go's /debug/pprof/ on the admin port (profiling; keep the admin port private)")
 	fs.IntVar(&f.cacheEntries, "token-cache-entries", token.DefaultCacheEntries, "verified tokens to remember (0 disables the cache)")
 	fs.IntVar(&f.cacheBytes, "token-cache-bytes", token.DefaultCacheBytes, "memory budget of the verified-token cache")
+	fs.StringVar(&f.tlsCert, "tls-cert-file", "", "PEM certificate chain: serve the gRPC and HTTP check listeners over TLS (re-read on change)")
+	fs.StringVar(&f.tlsKey, "tls-key-file", "", "PEM private key of --tls-cert-file")
+	fs.StringVar(&f.tlsClientCA, "tls-client-ca-file", "", "PEM CA certificates: require a client certificate signed by one (mTLS)")
+	fs.StringVar(&f.tlsClientSANs, "tls-client-san", "", "comma-separated client SANs allowed with --tls-client-ca-file: spiffe://… (URI) or dns:NAME")
+	fs.BoolVar(&f.adminTLS, "admin-tls", false, "serve the admin listener over TLS too (same certificate, no client certificate)")
+}
+
+// tls loads the serving certificate, when the flags ask for TLS.
+func (f *serveFlags) loadTLS(log *slog.Logger, m *metrics.Recorder) (*tlsconf.Server, error) {
+	if f.tlsCert == "" && f.tlsKey == "" {
+		if f.tlsClientCA != "" || f.tlsClientSANs != "" || f.adminTLS {
+			return nil, usageErr("--tls-client-ca-file, --tls-client-san and --admin-tls need --tls-cert-file and --tls-key-file")
+		}
+		return nil, nil
+	}
+	var sans []string
+	for _, v := range strings.Split(f.tlsClientSANs, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			sans = append(sans, v)
+		}
+	}
+	return tlsconf.New(tlsconf.Config{CertFile: f.tlsCert, KeyFile: f.tlsKey, ClientCAFile: f.tlsClientCA, ClientSANs: sans, Log: log, OnReload: m.TLSReloaded})
 }
 
 // serviceAccountNamespace is where Kubernetes tells a pod its namespace.
@@ -154,10 +179,18 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tlsSrv, err := f.loadTLS(log, m)
+	if err != nil {
+		return err
+	}
+	if tlsSrv != nil {
+		go tlsSrv.Run(ctx)
+	}
 	srv, err := server.New(server.Config{
 		Engine: e, Metrics: m, Gatherer: reg, Log: log,
 		GRPCAddr: f.grpcAddr, HTTPAddr: f.httpAddr, AdminAddr: f.adminAddr, Realm: f.realm,
 		ShutdownDelay: f.shutdownDelay, ShutdownTimeout: f.shutdownTimeout, Pprof: f.pprof,
+		TLS: tlsSrv, AdminTLS: f.adminTLS,
 	})
 	if err != nil {
 		return err

@@ -40,6 +40,7 @@ type Recorder struct {
 	ready           prometheus.Gauge
 	buildInfo       *prometheus.GaugeVec
 	revocation      revocationMetrics
+	tls             tlsMetrics
 	reg             prometheus.Registerer
 }
 
@@ -96,6 +97,7 @@ func New(reg prometheus.Registerer) *Recorder {
 			Help: "Always 1; labels describe the running build.",
 		}, []string{"version", "goversion"}),
 		revocation: newRevocationMetrics(),
+		tls:        newTLSMetrics(),
 		reg:        reg,
 	}
 	// Pre-create the panic series so that an alert on their increase sees a zero first.
@@ -104,6 +106,7 @@ func New(reg prometheus.Registerer) *Recorder {
 	reg.MustRegister(s.decisions, s.checkDuration, s.jwksRefresh, s.jwksKeys, s.jwksLastSuccess,
 		s.jwksSuppressed, s.jwksSkipped, s.panics, s.policyInfo, s.policyReloads, s.ready, s.buildInfo,
 		s.revocation.age, s.revocation.entries, s.revocation.polls,
+		s.tls.handshakeErrors, s.tls.reloads, s.tls.notAfter,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return s
 }

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,12 +20,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/betterauth-extauthz/extauthz/internal/authz"
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
+	"github.com/betterauth-extauthz/extauthz/internal/tlsconf"
 )
 
 // DefaultShutdownTimeout bounds the graceful stop when Config sets none.
@@ -52,6 +55,12 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Pprof serves net/http/pprof under /debug/pprof/ on the admin port.
 	Pprof bool
+	// TLS, when set, serves the gRPC and HTTP check listeners over TLS (and
+	// requires client certificates if it has a client CA).
+	TLS *tlsconf.Server
+	// AdminTLS serves the admin listener over TLS too, with TLS's certificate and
+	// no client certificate (probes and scrapers present none).
+	AdminTLS bool
 }
 
 // Server is a running extauthz.
@@ -87,6 +96,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	if cfg.AdminTLS && cfg.TLS == nil {
+		return nil, errors.New("server: AdminTLS needs TLS")
+	}
 	s := &Server{cfg: cfg, engine: cfg.Engine, metrics: cfg.Metrics, gatherer: cfg.Gatherer, log: cfg.Log, health: health.NewServer()}
 	front := authz.Config{Engine: cfg.Engine, Realm: cfg.Realm}
 	var err error
@@ -121,7 +133,17 @@ func (s *Server) Ready() bool { return !s.draining.Load() && s.engine.Ready() }
 
 // Run serves until ctx ends, then shuts down gracefully.
 func (s *Server) Run(ctx context.Context) error {
-	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(authz.Recover(s.engine)))
+	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(authz.Recover(s.engine))}
+	grpcLn, httpLn, adminLn := s.grpcLn, s.httpLn, s.adminLn
+	if s.cfg.TLS != nil {
+		creds := credentials.NewTLS(s.cfg.TLS.TLSConfig("h2"))
+		opts = append(opts, grpc.Creds(countingCreds{TransportCredentials: creds, metrics: s.metrics, log: s.log}))
+		httpLn = tls.NewListener(httpLn, s.cfg.TLS.TLSConfig("h2", "http/1.1"))
+		if s.cfg.AdminTLS {
+			adminLn = tls.NewListener(adminLn, s.cfg.TLS.ServerOnlyTLSConfig("http/1.1"))
+		}
+	}
+	gs := grpc.NewServer(opts...)
 	authv3.RegisterAuthorizationServer(gs, s.grpcDoor)
 	healthpb.RegisterHealthServer(gs, s.health)
 
@@ -130,15 +152,16 @@ func (s *Server) Run(ctx context.Context) error {
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          handshakeLog("http", s.metrics, s.log),
 	}
-	adminSrv := &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	adminSrv := &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: handshakeLog("admin", s.metrics, s.log)}
 
 	errc := make(chan error, 3)
-	go func() { errc <- gs.Serve(s.grpcLn) }()
-	go func() { errc <- checkSrv.Serve(s.httpLn) }()
-	go func() { errc <- adminSrv.Serve(s.adminLn) }()
+	go func() { errc <- gs.Serve(grpcLn) }()
+	go func() { errc <- checkSrv.Serve(httpLn) }()
+	go func() { errc <- adminSrv.Serve(adminLn) }()
 	g, h, a := s.Addrs()
-	s.log.Info("listening", "grpc", g, "http", h, "admin", a)
+	s.log.Info("listening", "grpc", g, "http", h, "admin", a, "tls", s.cfg.TLS != nil, "admin_tls", s.cfg.AdminTLS)
 
 	stopHealth := make(chan struct{})
 	var wg sync.WaitGroup
