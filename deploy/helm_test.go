@@ -177,14 +177,21 @@ func TestRenderedDeploymentIsLockedDown(t *testing.T) {
 			if _, ok := d.Spec.Template.Annotations["extauthz.io/policy-hash"]; ok {
 				t.Error("a policy checksum would roll the pods on every policy edit")
 			}
-			// Secret files (the revocation feed's secret) are mounted read-only, owner-read only.
+			// Secret files (the revocation feed's secret, the TLS pair) are mounted
+			// read-only, owner-read only, whole (no subPath: kubelet's updates must reach them).
 			if name == "full-values" {
-				if len(pod.Volumes) != 1 || pod.Volumes[0].Secret == nil || pod.Volumes[0].Secret.SecretName != "extauthz-feed" ||
-					pod.Volumes[0].Secret.DefaultMode == nil || *pod.Volumes[0].Secret.DefaultMode != 0o400 {
+				if len(pod.Volumes) != 3 {
 					t.Errorf("volumes %+v", pod.Volumes)
 				}
-				if len(c.VolumeMounts) != 1 || !c.VolumeMounts[0].ReadOnly || c.VolumeMounts[0].MountPath != "/run/secrets/extauthz-feed" {
-					t.Errorf("volume mounts %+v", c.VolumeMounts)
+				for _, v := range pod.Volumes {
+					if v.Secret == nil || v.Secret.DefaultMode == nil || *v.Secret.DefaultMode != 0o400 {
+						t.Errorf("volume %+v is not an owner-read Secret", v)
+					}
+				}
+				for _, m := range c.VolumeMounts {
+					if !m.ReadOnly || m.SubPath != "" {
+						t.Errorf("volume mount %+v", m)
+					}
 				}
 			} else if len(pod.Volumes) != 0 {
 				t.Errorf("volumes %+v with the defaults", pod.Volumes)
@@ -330,4 +337,52 @@ func TestChartMetadataAndExtras(t *testing.T) {
 		t.Errorf("dashboard uids %v and %v: want one per release", first, second)
 	}
 	dryRun(t, render(t, args...))
+}
+
+// TestHelmTLS: TLS from a cert-manager Certificate (validated against cert-manager's
+// CRD by the dry run), client certificates with a SAN allow-list, probes and the
+// ServiceMonitor on HTTPS when the admin port speaks TLS.
+func TestHelmTLS(t *testing.T) {
+	args := []string{"--set", "betterAuth.url=https://auth.example.com", "--set", "tls.enabled=true",
+		"--set", "tls.certManager.enabled=true", "--set", "tls.certManager.issuerRef.name=ca",
+		"--set", "tls.clientAuth.enabled=true", "--set", "tls.clientAuth.allowedSANs={spiffe://cluster.local/ns/gw/sa/envoy}",
+		"--set", "tls.admin=true", "--set", "serviceMonitor.enabled=true"}
+	out := render(t, args...)
+	objs := objects(t, out)
+	if len(objs["Certificate"]) != 1 || !strings.Contains(objs["Certificate"][0], "extauthz.extauthz.svc.cluster.local") {
+		t.Errorf("Certificate: %v", objs["Certificate"])
+	}
+	var dep appsv1.Deployment
+	if err := yaml.Unmarshal([]byte(objs["Deployment"][0]), &dep); err != nil {
+		t.Fatal(err)
+	}
+	c := dep.Spec.Template.Spec.Containers[0]
+	args2 := strings.Join(c.Args, " ")
+	for _, want := range []string{"--tls-cert-file=/etc/extauthz/tls/tls.crt", "--tls-client-ca-file=/etc/extauthz/client-ca/ca.crt", "--tls-client-san=spiffe://cluster.local/ns/gw/sa/envoy", "--admin-tls"} {
+		if !strings.Contains(args2, want) {
+			t.Errorf("args lack %s: %s", want, args2)
+		}
+	}
+	if c.ReadinessProbe.HTTPGet.Scheme != corev1.URISchemeHTTPS || c.LivenessProbe.HTTPGet.Scheme != corev1.URISchemeHTTPS {
+		t.Error("probes do not use HTTPS with tls.admin")
+	}
+	for _, v := range dep.Spec.Template.Spec.Volumes {
+		if v.Name == "tls" && v.Secret.SecretName != "extauthz-tls" {
+			t.Errorf("tls volume %+v", v)
+		}
+	}
+	if !strings.Contains(objs["ServiceMonitor"][0], "scheme: https") {
+		t.Error("the ServiceMonitor scrapes plain HTTP from a TLS admin port")
+	}
+	dryRun(t, out)
+
+	for name, bad := range map[string][]string{
+		"no certificate source": {"--set", "betterAuth.url=https://a.example.com", "--set", "tls.enabled=true"},
+		"no issuer":             {"--set", "betterAuth.url=https://a.example.com", "--set", "tls.enabled=true", "--set", "tls.certManager.enabled=true"},
+		"a SAN without scheme":  {"--set", "betterAuth.url=https://a.example.com", "--set", "tls.enabled=true", "--set", "tls.secretName=s", "--set", "tls.clientAuth.allowedSANs={gateway}"},
+	} {
+		if _, err := tryTool(helm, append([]string{"template", "extauthz", chart()}, bad...)...); err == nil {
+			t.Errorf("%s: helm accepted it", name)
+		}
+	}
 }

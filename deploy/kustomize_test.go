@@ -173,3 +173,39 @@ func TestKustomizeOverlayFollowsTheBaseNamespace(t *testing.T) {
 		t.Errorf("ReferenceGrant %+v", rg)
 	}
 }
+
+// TestEnvoyGatewayTLSExample dry-runs the BackendTLSPolicy example against Gateway
+// API's CRD.
+func TestEnvoyGatewayTLSExample(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repo, "examples", "envoy-gateway", "backendtlspolicy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dryRun(t, string(b))
+}
+
+// TestKustomizeTLSComponent: the TLS component on the base renders, mounts the
+// Secret whole and passes the server-side dry run.
+func TestKustomizeTLSComponent(t *testing.T) {
+	root := copyTree(t)
+	ov := filepath.Join(root, "tls-overlay")
+	if err := os.MkdirAll(ov, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ov, "kustomization.yaml"), []byte("resources: [../base]\ncomponents: [../components/tls]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := runTool(t, kustomize, "build", ov)
+	var dep appsv1.Deployment
+	if err := yaml.Unmarshal([]byte(objects(t, out)["Deployment"][0]), &dep); err != nil {
+		t.Fatal(err)
+	}
+	c := dep.Spec.Template.Spec.Containers[0]
+	if args := strings.Join(c.Args, " "); !strings.Contains(args, "--tls-cert-file=/etc/extauthz/tls/tls.crt") || !strings.Contains(args, "--tls-client-ca-file=") {
+		t.Errorf("args %s", args)
+	}
+	if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].SubPath != "" || dep.Spec.Template.Spec.Volumes[0].Secret.SecretName != "extauthz-tls" {
+		t.Errorf("mounts %+v volumes %+v", c.VolumeMounts, dep.Spec.Template.Spec.Volumes)
+	}
+	dryRun(t, out)
+}

@@ -5,7 +5,8 @@
 #   the Go module proxy;
 #   kube-apiserver, etcd and kubectl v1.37.2 (hack/k8s-tools.sh);
 #   the published CRDs the optional objects need (ServiceMonitor, PrometheusRule,
-#   AuthorizationPolicy, SecurityPolicy, ReferenceGrant), read from the Go modules
+#   AuthorizationPolicy, SecurityPolicy, ReferenceGrant, BackendTLSPolicy, cert-manager's
+#   Certificate), read from the Go modules
 #   that ship them — used in place, never copied into this repository.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,12 +36,14 @@ moddir() {
 istio=$(moddir istio.io/api@v1.28.0)
 eg=$(moddir github.com/envoyproxy/gateway@v1.6.0)
 promop=$(moddir github.com/prometheus-operator/prometheus-operator@v0.85.0)
+certmanager=$(moddir github.com/cert-manager/cert-manager@v1.21.2)
 crds=(
   "$istio/kubernetes/customresourcedefinitions.gen.yaml"
   "$eg/charts/gateway-helm/crds/gatewayapi-crds.yaml"
   "$eg/charts/gateway-helm/crds/generated/gateway.envoyproxy.io_securitypolicies.yaml"
   "$promop/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"
   "$promop/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml"
+  "$certmanager/deploy/crds/cert-manager.io_certificates.yaml"
 )
 for f in "${crds[@]}"; do [[ -f "$f" ]] || { log "missing CRD file $f"; exit 1; }; done
 

@@ -33,17 +33,58 @@ func StartEnvoy(t Tools, dir, name, extauthzGRPC, backend string) (*Envoy, error
 // StartEnvoyOn is StartEnvoy listening on the given port (for an origin that must
 // be known before Envoy starts, such as Better Auth's baseURL).
 func StartEnvoyOn(t Tools, dir, name string, listen int, extauthzGRPC, backend string) (*Envoy, error) {
-	src, err := os.ReadFile(filepath.Join(t.ExampleDir, "envoy", "envoy.yaml"))
+	return StartEnvoyExample(t, dir, name, EnvoyExample{Listen: listen, ExtauthzGRPC: extauthzGRPC, Backend: backend})
+}
+
+// EnvoyExample says which shipped Envoy example to run and where its upstreams are.
+type EnvoyExample struct {
+	// File in examples/envoy; envoy.yaml when empty.
+	File string
+	// Listen is the listener's port; a free one when zero.
+	Listen                int
+	ExtauthzGRPC, Backend string
+	// Replace maps strings of the file to what the test needs (folders).
+	Replace map[string]string
+	// Edit, when set, changes the parsed config before Envoy gets it.
+	Edit func(cfg map[string]any) error
+}
+
+// StartEnvoyExample runs a shipped Envoy example with its ports moved.
+func StartEnvoyExample(t Tools, dir, name string, ex EnvoyExample) (*Envoy, error) {
+	if ex.File == "" {
+		ex.File = "envoy.yaml"
+	}
+	if ex.Listen == 0 {
+		ex.Listen = FreePort()
+	}
+	src, err := os.ReadFile(filepath.Join(t.ExampleDir, "envoy", ex.File))
 	if err != nil {
 		return nil, err
 	}
 	admin := FreePort()
 	cfg, err := moveEnvoyPorts(string(src), map[string]string{
-		"8080": fmt.Sprint(listen), "9901": fmt.Sprint(admin),
-		"9001": portOf(extauthzGRPC), "8000": portOf(backend),
+		"8080": fmt.Sprint(ex.Listen), "9901": fmt.Sprint(admin),
+		"9001": portOf(ex.ExtauthzGRPC), "8000": portOf(ex.Backend),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("examples/envoy/envoy.yaml: %w", err)
+		return nil, fmt.Errorf("examples/envoy/%s: %w", ex.File, err)
+	}
+	if cfg, err = movePorts(cfg, ex.Replace); err != nil {
+		return nil, fmt.Errorf("examples/envoy/%s: %w", ex.File, err)
+	}
+	if ex.Edit != nil {
+		var parsed map[string]any
+		if err := yaml.Unmarshal([]byte(cfg), &parsed); err != nil {
+			return nil, err
+		}
+		if err := ex.Edit(parsed); err != nil {
+			return nil, err
+		}
+		out, err := yaml.Marshal(parsed)
+		if err != nil {
+			return nil, err
+		}
+		cfg = string(out)
 	}
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -53,7 +94,7 @@ func StartEnvoyOn(t Tools, dir, name string, listen int, extauthzGRPC, backend s
 	if err != nil {
 		return nil, err
 	}
-	e := &Envoy{URL: fmt.Sprintf("http://127.0.0.1:%d", listen), Admin: fmt.Sprintf("http://127.0.0.1:%d", admin), Proc: p}
+	e := &Envoy{URL: fmt.Sprintf("http://127.0.0.1:%d", ex.Listen), Admin: fmt.Sprintf("http://127.0.0.1:%d", admin), Proc: p}
 	if err := WaitHTTP(p, e.Admin+"/ready", 200, 30*time.Second); err != nil {
 		p.Stop()
 		return nil, err
@@ -69,6 +110,11 @@ type Nginx struct {
 
 // StartNginx runs the shipped examples/nginx/nginx.conf with its ports moved.
 func StartNginx(t Tools, dir, name, extauthzHTTP, backend string) (*Nginx, error) {
+	return StartNginxWith(t, dir, name, extauthzHTTP, backend, nil)
+}
+
+// StartNginxWith is StartNginx with more replacements in the shipped file.
+func StartNginxWith(t Tools, dir, name, extauthzHTTP, backend string, replace map[string]string) (*Nginx, error) {
 	src, err := os.ReadFile(filepath.Join(t.ExampleDir, "nginx", "nginx.conf"))
 	if err != nil {
 		return nil, err
@@ -79,6 +125,9 @@ func StartNginx(t Tools, dir, name, extauthzHTTP, backend string) (*Nginx, error
 		"server 127.0.0.1:9002;": "server " + extauthzHTTP + ";",
 		"server 127.0.0.1:8000;": "server " + backend + ";",
 	})
+	if err == nil {
+		cfg, err = movePorts(cfg, replace)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("examples/nginx/nginx.conf: %w", err)
 	}
@@ -226,55 +275,30 @@ func (r *Recorder) Close() { _ = r.srv.Close() }
 // StartEnvoyReplicas is StartEnvoy with one extauthz cluster of several endpoints
 // (the shipped example's cluster, its health checks included, given more hosts).
 func StartEnvoyReplicas(t Tools, dir, name string, extauthzGRPC []string, backend string) (*Envoy, error) {
-	src, err := os.ReadFile(filepath.Join(t.ExampleDir, "envoy", "envoy.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	listen, admin := FreePort(), FreePort()
-	moved, err := moveEnvoyPorts(string(src), map[string]string{
-		"8080": fmt.Sprint(listen), "9901": fmt.Sprint(admin),
-		"9001": portOf(extauthzGRPC[0]), "8000": portOf(backend),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("examples/envoy/envoy.yaml: %w", err)
-	}
-	var cfg map[string]any
-	if err := yaml.Unmarshal([]byte(moved), &cfg); err != nil {
-		return nil, err
-	}
-	var endpoints []any
-	for _, a := range extauthzGRPC {
-		port, _ := strconv.Atoi(portOf(a))
-		endpoints = append(endpoints, map[string]any{"endpoint": map[string]any{"address": map[string]any{
-			"socket_address": map[string]any{"address": "127.0.0.1", "port_value": port}}}})
-	}
-	found := false
-	for _, c := range cfg["static_resources"].(map[string]any)["clusters"].([]any) {
-		cl := c.(map[string]any)
-		if cl["name"] == "extauthz" {
-			cl["load_assignment"].(map[string]any)["endpoints"] = []any{map[string]any{"lb_endpoints": endpoints}}
-			found = true
+	return StartEnvoyExample(t, dir, name, EnvoyExample{ExtauthzGRPC: extauthzGRPC[0], Backend: backend, Edit: func(cfg map[string]any) error {
+		var endpoints []any
+		for _, a := range extauthzGRPC {
+			port, _ := strconv.Atoi(portOf(a))
+			endpoints = append(endpoints, map[string]any{"endpoint": map[string]any{"address": map[string]any{
+				"socket_address": map[string]any{"address": "127.0.0.1", "port_value": port}}}})
+		}
+		cl := EnvoyCluster(cfg, "extauthz")
+		if cl == nil {
+			return fmt.Errorf("no extauthz cluster in the shipped example")
+		}
+		cl["load_assignment"].(map[string]any)["endpoints"] = []any{map[string]any{"lb_endpoints": endpoints}}
+		return nil
+	}})
+}
+
+// EnvoyCluster finds a static cluster of a parsed Envoy config by name.
+func EnvoyCluster(cfg map[string]any, name string) map[string]any {
+	sr, _ := cfg["static_resources"].(map[string]any)
+	cls, _ := sr["clusters"].([]any)
+	for _, c := range cls {
+		if cl, ok := c.(map[string]any); ok && cl["name"] == name {
+			return cl
 		}
 	}
-	if !found {
-		return nil, fmt.Errorf("no extauthz cluster in the shipped example")
-	}
-	out, err := yaml.Marshal(cfg)
-	if err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, name+".yaml")
-	if err := os.WriteFile(path, out, 0o600); err != nil {
-		return nil, err
-	}
-	p, err := Start(dir, name, nil, t.Envoy, "-c", path, "--disable-hot-restart", "--concurrency", "1", "--log-level", "warn")
-	if err != nil {
-		return nil, err
-	}
-	e := &Envoy{URL: fmt.Sprintf("http://127.0.0.1:%d", listen), Admin: fmt.Sprintf("http://127.0.0.1:%d", admin), Proc: p}
-	if err := WaitHTTP(p, e.Admin+"/ready", 200, 30*time.Second); err != nil {
-		p.Stop()
-		return nil, err
-	}
-	return e, nil
+	return nil
 }

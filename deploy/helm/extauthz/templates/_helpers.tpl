@@ -100,3 +100,17 @@ cors:
   allowPreflight: true
 {{- end -}}
 {{- end -}}
+
+{{/* The Secret holding the serving certificate. */}}
+{{- define "extauthz.tlsSecret" -}}
+{{- if .Values.tls.certManager.enabled -}}
+{{- printf "%s-tls" (include "extauthz.fullname" .) -}}
+{{- else -}}
+{{- required "tls.enabled needs tls.secretName or tls.certManager.enabled" .Values.tls.secretName -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The probes' and scrapers' scheme on the admin port. */}}
+{{- define "extauthz.adminScheme" -}}
+{{- if and .Values.tls.enabled .Values.tls.admin -}}HTTPS{{- else -}}HTTP{{- end -}}
+{{- end -}}
