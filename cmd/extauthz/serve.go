@@ -38,6 +38,8 @@ type serveFlags struct {
 	cacheEntries, cacheBytes                    int
 	tlsCert, tlsKey, tlsClientCA, tlsClientSANs string
 	adminTLS                                    bool
+	logAllows                                   float64
+	denyLogsPerSecond                           int
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet) {
@@ -59,6 +61,8 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.tlsKey, "tls-key-file", "", "PEM private key of --tls-cert-file")
 	fs.StringVar(&f.tlsClientCA, "tls-client-ca-file", "", "PEM CA certificates: require a client certificate signed by one (mTLS)")
 	fs.StringVar(&f.tlsClientSANs, "tls-client-san", "", "comma-separated client SANs allowed with --tls-client-ca-file: spiffe://… (URI) or dns:NAME")
+	fs.Float64Var(&f.logAllows, "log-allows", 0, "fraction of allows (0 to 1) that get a decision log line")
+	fs.IntVar(&f.denyLogsPerSecond, "log-denies-per-second", engine.DefaultDenyLogsPerSecond, "deny log lines per reason a second (the rest are counted in one line; -1: no cap)")
 	fs.BoolVar(&f.adminTLS, "admin-tls", false, "serve the admin listener over TLS too (same certificate, no client certificate)")
 }
 
@@ -160,7 +164,13 @@ func cmdServe(args []string, stderr io.Writer) error {
 	m.BuildInfo(version, runtime.Version())
 	// The engine starts with no policy: until one is applied it is not ready and
 	// denies everything.
-	e := engine.New(engine.Config{Metrics: m, Log: log})
+	if f.logAllows < 0 || f.logAllows > 1 {
+		return usageErr("--log-allows wants a fraction from 0 to 1, got %v", f.logAllows)
+	}
+	if f.denyLogsPerSecond == 0 || f.denyLogsPerSecond < -1 {
+		return usageErr("--log-denies-per-second wants a positive number, or -1 for no cap")
+	}
+	e := engine.New(engine.Config{Metrics: m, Log: log, LogAllows: f.logAllows, DenyLogsPerSecond: f.denyLogsPerSecond})
 	rcfg := reload.Config{
 		Engine: e, Metrics: m, Log: log,
 		Pool:  jwkscache.NewPool(ctx, jwkscache.PoolConfig{Metrics: m}),

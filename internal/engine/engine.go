@@ -110,9 +110,11 @@ type Snapshot struct {
 
 // Engine decides requests against the current Snapshot.
 type Engine struct {
-	snap    atomic.Pointer[Snapshot]
-	metrics *metrics.Recorder
-	log     *slog.Logger
+	snap      atomic.Pointer[Snapshot]
+	metrics   *metrics.Recorder
+	log       *slog.Logger
+	allowRate float64
+	denies    denyLimiter
 }
 
 // Config configures an Engine.
@@ -121,6 +123,13 @@ type Config struct {
 	Metrics *metrics.Recorder
 	// Log receives denies and panics; slog.Default() when nil.
 	Log *slog.Logger
+	// LogAllows is the fraction of allows that get a decision line (0 to 1;
+	// 0, the default, logs none).
+	LogAllows float64
+	// DenyLogsPerSecond caps the deny lines of each reason code a second
+	// (DefaultDenyLogsPerSecond when zero, no cap when negative); the rest are
+	// counted, and summed up in one line.
+	DenyLogsPerSecond int
 }
 
 // New returns an Engine with no snapshot: it denies everything until Swap.
@@ -128,7 +137,12 @@ func New(cfg Config) *Engine {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Engine{metrics: cfg.Metrics, log: cfg.Log}
+	if cfg.DenyLogsPerSecond == 0 {
+		cfg.DenyLogsPerSecond = DefaultDenyLogsPerSecond
+	}
+	e := &Engine{metrics: cfg.Metrics, log: cfg.Log, allowRate: min(max(cfg.LogAllows, 0), 1)}
+	e.denies.perSecond = int64(cfg.DenyLogsPerSecond)
+	return e
 }
 
 // Swap installs s for all decisions that start after it returns.
@@ -158,9 +172,19 @@ func (e *Engine) Ready() bool {
 func (e *Engine) Check(ctx context.Context, transport metrics.Transport, req *Request) Decision {
 	start := time.Now()
 	d := e.Decide(ctx, req)
-	e.metrics.Decision(transport, d.Allow, string(d.Reason), d.Rule, time.Since(start))
+	took := time.Since(start)
+	e.metrics.Decision(transport, d.Allow, string(d.Reason), d.Rule, took)
 	if !d.Allow {
-		e.LogDeny(ctx, transport, req, d)
+		ok, suppressed := e.denies.allow(d.Reason, start)
+		if suppressed > 0 {
+			e.log.LogAttrs(ctx, slog.LevelWarn, "deny lines suppressed", slog.String("reason", string(d.Reason)),
+				slog.Int64("count", suppressed), slog.Int64("limit_per_second", e.denies.perSecond))
+		}
+		if ok {
+			e.LogDeny(ctx, transport, req, d)
+		}
+	} else if e.sampled() {
+		e.logAllow(ctx, transport, req, d, took)
 	}
 	return d
 }
@@ -170,6 +194,9 @@ const (
 	maxLogRequestID = 128
 	maxLogMethod    = 16
 	maxLogDetail    = 512
+	maxLogPath      = 512
+	maxLogHost      = 256
+	maxLogSub       = 128
 )
 
 // LogDeny writes the one log line of a deny.
@@ -182,6 +209,7 @@ func (e *Engine) LogDeny(ctx context.Context, transport metrics.Transport, req *
 		slog.String("request_id", reason.Clip(req.RequestID, maxLogRequestID)),
 		slog.String("method", reason.Clip(req.Method, maxLogMethod)),
 		slog.String("transport", string(transport)),
+		slog.String("trace_id", traceID(ctx)),
 	)
 }
 
