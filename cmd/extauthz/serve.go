@@ -26,6 +26,7 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/server"
 	"github.com/betterauth-extauthz/extauthz/internal/tlsconf"
 	"github.com/betterauth-extauthz/extauthz/internal/token"
+	"github.com/betterauth-extauthz/extauthz/internal/tracing"
 )
 
 // serveFlags are serve's flags; each may also come from an EXTAUTHZ_* variable.
@@ -159,6 +160,21 @@ func cmdServe(args []string, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// Before anything makes an HTTP client: they take their tracing transport then.
+	shutdownTracing, err := tracing.Setup(ctx, version)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdownTracing(sctx); err != nil {
+			log.Warn("flushing traces", "error", err.Error())
+		}
+	}()
+	if tracing.Enabled() {
+		log.Info("tracing on", "exporter", "otlp")
+	}
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 	m.BuildInfo(version, runtime.Version())

@@ -24,6 +24,7 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
+	"github.com/betterauth-extauthz/extauthz/internal/tracing"
 )
 
 // DefaultRealm is the realm in WWW-Authenticate challenges.
@@ -87,8 +88,29 @@ func (g *GRPC) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Chec
 			setHeader(req, k, v)
 		}
 	}
+	if tracing.Enabled() {
+		ctx = tracing.FromCheck(ctx, checkHeaders(h))
+	}
 	d := g.engine.Check(ctx, metrics.TransportGRPC, req)
 	return g.response(d), nil
+}
+
+// checkHeaders is the checked request's headers as one map, whichever of the two
+// encodings Envoy used (only when tracing needs them).
+func checkHeaders(h *authv3.AttributeContext_HttpRequest) map[string]string {
+	hm := h.GetHeaderMap()
+	if hm == nil || len(hm.GetHeaders()) == 0 {
+		return h.GetHeaders()
+	}
+	out := make(map[string]string, len(hm.GetHeaders()))
+	for _, kv := range hm.GetHeaders() {
+		v := kv.GetValue()
+		if v == "" {
+			v = string(kv.GetRawValue())
+		}
+		out[strings.ToLower(kv.GetKey())] = v
+	}
+	return out
 }
 
 // Recover is the gRPC server's unary interceptor that turns a panic into an answer:

@@ -7,6 +7,7 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
+	"github.com/betterauth-extauthz/extauthz/internal/tracing"
 )
 
 // Path prefixes of the HTTP check endpoint, one per proxy dialect. Each dialect
@@ -105,7 +106,11 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":"not_found"}`, http.StatusNotFound)
 		return
 	}
-	h.write(w, d, h.engine.Check(r.Context(), metrics.TransportHTTP, req))
+	ctx := r.Context()
+	if tracing.Enabled() {
+		ctx = tracing.FromHTTP(ctx, r.Header)
+	}
+	h.write(w, d, h.engine.Check(ctx, metrics.TransportHTTP, req))
 }
 
 func (h *HTTP) write(w http.ResponseWriter, dialect dialect, d engine.Decision) {

@@ -10,6 +10,7 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
+	"github.com/betterauth-extauthz/extauthz/internal/tracing"
 )
 
 func deny(code reason.Code, detail, rule string, tokenPresent bool) Decision {
@@ -47,7 +48,7 @@ func allowAnonymous(p *policy.Policy, rule string, strip []string) Decision {
 func (e *Engine) Panicked(ctx context.Context, transport metrics.Transport, req *Request, v any) Decision {
 	d := deny(reason.InternalError, "panic: "+reason.Clip(fmt.Sprint(v), 200), RuleNone, false)
 	e.metrics.Panic(transport)
-	e.metrics.Decision(transport, false, string(d.Reason), d.Rule, 0)
+	e.metrics.Decision(transport, false, string(d.Reason), d.Rule, 0, tracing.TraceID(ctx))
 	e.log.LogAttrs(ctx, slog.LevelError, "panic while deciding; denied",
 		slog.String("panic", reason.Clip(fmt.Sprint(v), 200)),
 		slog.String("transport", string(transport)),

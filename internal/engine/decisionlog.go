@@ -11,6 +11,7 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
+	"github.com/betterauth-extauthz/extauthz/internal/tracing"
 )
 
 // DefaultDenyLogsPerSecond is how many deny lines one reason may write a second;
@@ -70,7 +71,7 @@ func (e *Engine) logAllow(ctx context.Context, transport metrics.Transport, req 
 		slog.String("sub", reason.Clip(sub, maxLogSub)),
 		slog.String("issuer", iss),
 		slog.String("request_id", reason.Clip(req.RequestID, maxLogRequestID)),
-		slog.String("trace_id", traceID(ctx)),
+		slog.String("trace_id", tracing.TraceID(ctx)),
 		slog.Float64("latency_ms", float64(took.Microseconds())/1000),
 		slog.String("transport", string(transport)),
 	)
@@ -79,9 +80,4 @@ func (e *Engine) logAllow(ctx context.Context, transport metrics.Transport, req 
 // sampled reports whether this allow is one of the rate's.
 func (e *Engine) sampled() bool {
 	return e.allowRate > 0 && (e.allowRate >= 1 || rand.Float64() < e.allowRate)
-}
-
-// traceID is the trace the request belongs to, "" when it is not traced.
-func traceID(ctx context.Context) string {
-	return ""
 }

@@ -12,11 +12,16 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 	"github.com/betterauth-extauthz/extauthz/internal/online"
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
 	"github.com/betterauth-extauthz/extauthz/internal/token"
+	"github.com/betterauth-extauthz/extauthz/internal/tracing"
 )
 
 // Rule labels for decisions that no configured rule took.
@@ -171,9 +176,23 @@ func (e *Engine) Ready() bool {
 // Check decides req, records metrics and logs a deny. transport labels the metrics.
 func (e *Engine) Check(ctx context.Context, transport metrics.Transport, req *Request) Decision {
 	start := time.Now()
+	var span trace.Span
+	if tracing.Enabled() {
+		ctx, span = tracing.Tracer().Start(ctx, "extauthz.check", trace.WithSpanKind(trace.SpanKindServer))
+	}
 	d := e.Decide(ctx, req)
 	took := time.Since(start)
-	e.metrics.Decision(transport, d.Allow, string(d.Reason), d.Rule, took)
+	if span != nil {
+		// Outcome only: never a token, a claim or a header value.
+		span.SetAttributes(attribute.String("extauthz.decision", decisionName(d.Allow)), attribute.String("extauthz.rule", d.Rule),
+			attribute.String("extauthz.reason", string(d.Reason)), attribute.Int("http.response.status_code", d.Status),
+			attribute.String("extauthz.transport", string(transport)))
+		if !d.Allow {
+			span.SetStatus(codes.Error, string(d.Reason))
+		}
+		span.End()
+	}
+	e.metrics.Decision(transport, d.Allow, string(d.Reason), d.Rule, took, tracing.TraceID(ctx))
 	if !d.Allow {
 		ok, suppressed := e.denies.allow(d.Reason, start)
 		if suppressed > 0 {
@@ -187,6 +206,13 @@ func (e *Engine) Check(ctx context.Context, transport metrics.Transport, req *Re
 		e.logAllow(ctx, transport, req, d, took)
 	}
 	return d
+}
+
+func decisionName(allow bool) string {
+	if allow {
+		return "allow"
+	}
+	return "deny"
 }
 
 // Bounds of request-derived log fields: a client chooses these values.
@@ -209,7 +235,7 @@ func (e *Engine) LogDeny(ctx context.Context, transport metrics.Transport, req *
 		slog.String("request_id", reason.Clip(req.RequestID, maxLogRequestID)),
 		slog.String("method", reason.Clip(req.Method, maxLogMethod)),
 		slog.String("transport", string(transport)),
-		slog.String("trace_id", traceID(ctx)),
+		slog.String("trace_id", tracing.TraceID(ctx)),
 	)
 }
 

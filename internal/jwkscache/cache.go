@@ -16,9 +16,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/betterauth-extauthz/extauthz/internal/jwksurl"
 	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
+	"github.com/betterauth-extauthz/extauthz/internal/tracing"
 )
 
 // Defaults for the zero values of Config.
@@ -209,11 +214,18 @@ func (c *Cache) current() *keySet {
 // refresh fetches the JWKS once and installs it if it is usable. A failure keeps the
 // previous set, and drops it once it is older than MaxStale.
 func (c *Cache) refresh(ctx context.Context, trigger string) error {
+	ctx, span := tracing.Tracer().Start(ctx, "extauthz.jwks.fetch", trace.WithAttributes(
+		attribute.String("extauthz.issuer", c.cfg.Name), attribute.String("extauthz.trigger", trigger)))
+	defer span.End()
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.FetchTimeout)
 	defer cancel()
 	keys, err := c.fetch(ctx)
 	now := c.cfg.Now()
 	c.cfg.Metrics.JWKSFetched(c.cfg.Name, trigger, err, len(keys), now)
+	span.SetAttributes(attribute.Int("extauthz.keys", len(keys)))
+	if err != nil {
+		span.SetStatus(codes.Error, "jwks fetch failed")
+	}
 	if err != nil {
 		old := c.set.Load()
 		switch {
@@ -308,10 +320,12 @@ func (c *Cache) refetch(ctx context.Context) {
 		c.lastRefetch = now
 		ch = make(chan struct{})
 		c.inflight = ch
-		// The fetch is detached from the caller's context: one caller giving up must
-		// not cancel the fetch that the others wait for.
+		// The fetch is detached from the caller's cancellation: one caller giving up
+		// must not cancel the fetch that the others wait for. (It keeps the
+		// caller's trace.)
+		detached := context.WithoutCancel(ctx)
 		go func() {
-			_ = c.refresh(context.Background(), "unknown_kid")
+			_ = c.refresh(detached, "unknown_kid")
 			c.mu.Lock()
 			c.inflight = nil
 			c.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/betterauth-extauthz/extauthz/internal/jwksurl"
+	"github.com/betterauth-extauthz/extauthz/internal/tracing"
 )
 
 // NewHTTPClient returns the client a Cache uses when Config.Client is nil: bounded
@@ -14,7 +15,8 @@ import (
 // refuses.
 func NewHTTPClient(timeout time.Duration, allowInsecure bool) *http.Client {
 	return &http.Client{
-		Timeout: timeout,
+		Timeout:   timeout,
+		Transport: tracing.Transport(nil),
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 3 {
 				return errors.New("too many redirects")

@@ -111,8 +111,9 @@ func New(reg prometheus.Registerer) *Recorder {
 	return s
 }
 
-// Decision counts one decision and observes its latency.
-func (s *Recorder) Decision(transport Transport, allow bool, reason, rule string, took time.Duration) {
+// Decision counts one decision and observes its latency; a traceID (of a sampled
+// trace) becomes the observation's exemplar.
+func (s *Recorder) Decision(transport Transport, allow bool, reason, rule string, took time.Duration, traceID string) {
 	if s == nil {
 		return
 	}
@@ -121,7 +122,14 @@ func (s *Recorder) Decision(transport Transport, allow bool, reason, rule string
 		d = "allow"
 	}
 	s.decisions.WithLabelValues(d, reason, rule).Inc()
-	s.checkDuration.WithLabelValues(string(transport)).Observe(took.Seconds())
+	h := s.checkDuration.WithLabelValues(string(transport))
+	if traceID != "" {
+		if eo, ok := h.(prometheus.ExemplarObserver); ok {
+			eo.ObserveWithExemplar(took.Seconds(), prometheus.Labels{"trace_id": traceID})
+			return
+		}
+	}
+	h.Observe(took.Seconds())
 }
 
 // JWKSRegistered creates an issuer's JWKS series (no fetch yet, no keys, last

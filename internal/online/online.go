@@ -22,6 +22,7 @@ import (
 
 	"github.com/betterauth-extauthz/extauthz/internal/jwksurl"
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
+	"github.com/betterauth-extauthz/extauthz/internal/tracing"
 )
 
 // Defaults for the zero values of Config.
@@ -118,7 +119,7 @@ func New(cfg Config) (*Verifier, error) {
 		cfg.Concurrency = DefaultConcurrency
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error {
+		cfg.Client = &http.Client{Transport: tracing.Transport(nil), CheckRedirect: func(*http.Request, []*http.Request) error {
 			return errors.New("get-session does not redirect") // the credential must go nowhere else
 		}}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/jwksurl"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
+	"github.com/betterauth-extauthz/extauthz/internal/tracing"
 )
 
 // Defaults for the zero values of Config.
@@ -91,7 +92,7 @@ func New(cfg Config) (*Feed, error) {
 		cfg.Retention = DefaultRetention
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+		cfg.Client = &http.Client{Timeout: 5 * time.Second, Transport: tracing.Transport(nil), CheckRedirect: func(*http.Request, []*http.Request) error {
 			return errors.New("the revocation feed does not redirect") // the secret must go nowhere else
 		}}
 	}
