@@ -79,6 +79,20 @@ if [[ -z "$pgbin" || ! -x "$pgbin/initdb" ]]; then
   pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 fi
 
+# Jaeger v2 (an OpenTelemetry Collector distribution) receives the traces of the
+# tracing scenario. Its module has replace directives, so it is built as a tool of
+# a scratch module, not with go install.
+JAEGER_VERSION=v1.76.0 # Jaeger 2.x's module version
+jaeger="$CACHE/tools/jaeger-$JAEGER_VERSION/jaeger"
+if [[ ! -x "$jaeger" ]]; then
+  log "building jaeger $JAEGER_VERSION from the Go module proxy (a few minutes, once)"
+  jsrc="$CACHE/tools/jaeger-$JAEGER_VERSION-src"
+  mkdir -p "$jsrc"
+  printf 'module extauthz.local/jaeger\n\ngo 1.26\n' > "$jsrc/go.mod"
+  (cd "$jsrc" && GOFLAGS=-mod=mod go get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION" >&2 &&
+    GOFLAGS=-mod=mod go build -o "$jaeger" github.com/jaegertracing/jaeger/cmd/jaeger >&2)
+fi
+
 # The extauthz binary under test.
 mkdir -p "$root/bin"
 (cd "$root" && CGO_ENABLED=0 go build -trimpath -o bin/extauthz ./cmd/extauthz)
@@ -95,4 +109,5 @@ export E2E_PGBIN=$pgbin
 export E2E_EXAMPLE_BETTERAUTH=$ex
 export E2E_CHROMIUM=$(command -v chromium)
 export E2E_BROWSER_DIR=$br
+export E2E_JAEGER=$jaeger
 ENV

@@ -42,6 +42,8 @@ type Tools struct {
 	ExampleBetterAuthBuild string
 	// Chromium is Debian's chromium; BrowserDir holds run.mjs and playwright-core.
 	Chromium, BrowserDir string
+	// Jaeger is Jaeger v2, an OpenTelemetry trace receiver with a query API.
+	Jaeger string
 }
 
 // ToolsFromEnv reads the E2E_* variables that `make e2e` sets, and fails with a clear
@@ -59,6 +61,7 @@ func ToolsFromEnv() (Tools, error) {
 		ExampleBetterAuthBuild: os.Getenv("E2E_EXAMPLE_BETTERAUTH"),
 		Chromium:               os.Getenv("E2E_CHROMIUM"),
 		BrowserDir:             os.Getenv("E2E_BROWSER_DIR"),
+		Jaeger:                 os.Getenv("E2E_JAEGER"),
 	}
 	var missing []string
 	check := func(name, path string) {
@@ -77,6 +80,7 @@ func ToolsFromEnv() (Tools, error) {
 	check("E2E_EXAMPLES", t.ExampleDir)
 	check("E2E_CHROMIUM", t.Chromium)
 	check("E2E_BROWSER_DIR", t.BrowserDir)
+	check("E2E_JAEGER", t.Jaeger)
 	if len(missing) > 0 {
 		return t, fmt.Errorf("end-to-end tools missing: %v; run them through `make e2e`, which installs and sets them", missing)
 	}
