@@ -29,8 +29,14 @@ func median(rs []result) result {
 }
 
 func runGHZ(protoset, addr, data string, extra ...string) (result, error) {
-	args := append([]string{"--insecure", "--protoset", protoset, "--call", "envoy.service.auth.v3.Authorization.Check",
-		"-c", fmt.Sprint(*conc), "--data-file", data, "--format", "json", "--timeout", "5s"}, extra...)
+	// Plaintext unless the variant gives ghz a CA (TLS).
+	transport := []string{"--insecure"}
+	if slices.Contains(extra, "--cacert") {
+		transport = nil
+	}
+	args := append(transport, "--protoset", protoset, "--call", "envoy.service.auth.v3.Authorization.Check",
+		"-c", fmt.Sprint(*conc), "--data-file", data, "--format", "json", "--timeout", "5s")
+	args = append(args, extra...)
 	args = append(args, addr)
 	out, err := exec.Command(*ghz, args...).Output()
 	if err != nil {

@@ -44,7 +44,7 @@ func mustAllow(addr, tok string) error {
 // measureRSS fills a fresh extauthz's cache with n distinct tokens, over 16
 // connections' worth of concurrency, and reads its resident set size.
 func measureRSS(e *env, n int, environ []string) (float64, int, error) {
-	s, err := e.startExtauthz("5m", environ...)
+	s, err := e.startExtauthz("5m", nil, environ...)
 	if err != nil {
 		return 0, 0, err
 	}

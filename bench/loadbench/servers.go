@@ -7,6 +7,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
 	"github.com/betterauth-extauthz/extauthz/internal/testkit"
+	"github.com/betterauth-extauthz/extauthz/internal/tlstest"
 	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
 	"github.com/betterauth-extauthz/extauthz/test/e2e/stack"
 )
@@ -22,7 +23,10 @@ type env struct {
 
 	trivial, trivialFull string // gRPC addresses
 	main, refreshing     *stack.Extauthz
-	procs                []*stack.Proc
+	// tlsMain is main's twin with mTLS on; tlsGHZ are ghz's flags for it.
+	tlsMain *stack.Extauthz
+	tlsGHZ  []string
+	procs   []*stack.Proc
 }
 
 func newEnv(dir string) (*env, error) {
@@ -48,12 +52,20 @@ func (e *env) start() error {
 	if e.trivialFull, err = e.startTrivial("trivial-full", "-full-response"); err != nil {
 		return err
 	}
-	if e.main, err = e.startExtauthz("5m"); err != nil {
+	if e.main, err = e.startExtauthz("5m", nil); err != nil {
 		return err
 	}
-	if e.refreshing, err = e.startExtauthz("1s"); err != nil {
+	if e.refreshing, err = e.startExtauthz("1s", nil); err != nil {
 		return err
 	}
+	ca := tlstest.NewCA("loadbench CA")
+	srvCert, srvKey := ca.Server("extauthz", tlstest.SANs{DNS: []string{"extauthz.bench"}, IPs: []string{"127.0.0.1"}}).Write(e.dir, "server")
+	cliCert, cliKey := ca.Client("ghz", tlstest.SANs{DNS: []string{"ghz.bench"}}).Write(e.dir, "client")
+	caFile := ca.Write(e.dir, "ca")
+	if e.tlsMain, err = e.startExtauthz("5m", []string{"--tls-cert-file", srvCert, "--tls-key-file", srvKey, "--tls-client-ca-file", caFile}); err != nil {
+		return err
+	}
+	e.tlsGHZ = []string{"--cacert", caFile, "--cert", cliCert, "--key", cliKey, "--cname", "extauthz.bench"}
 	e.warmToken = e.mint(-1)
 	for _, s := range []*stack.Extauthz{e.main, e.refreshing} {
 		if err := mustAllow(s.GRPC, e.warmToken); err != nil {
@@ -92,7 +104,7 @@ func (e *env) startTrivial(name string, args ...string) (string, error) {
 
 // startExtauthz serves the benchmark policy: the owner rule on /api/{user_id}/tasks
 // and the default identity headers, with the given JWKS refresh interval.
-func (e *env) startExtauthz(refresh string, environ ...string) (*stack.Extauthz, error) {
+func (e *env) startExtauthz(refresh string, args []string, environ ...string) (*stack.Extauthz, error) {
 	doc := fmt.Sprintf(`issuers:
   - betterAuthURL: %s
     refreshInterval: %s
@@ -104,7 +116,7 @@ rules:
     owner: { param: user_id, claim: uuid }
 `, e.issuer, refresh)
 	s, err := stack.StartExtauthz(stack.Tools{Extauthz: *extauthz}, e.dir, fmt.Sprintf("extauthz-%s-%d", refresh, len(e.procs)), doc,
-		stack.ExtauthzOptions{Env: environ, Args: []string{"--admin-pprof"}, LogLevel: "error"})
+		stack.ExtauthzOptions{Env: environ, Args: append([]string{"--admin-pprof"}, args...), LogLevel: "error"})
 	if err != nil {
 		return nil, err
 	}
@@ -140,13 +152,16 @@ func (e *env) variants() ([]variant, error) {
 			return runGHZ(e.protoset, e.main.GRPC, cold[r], "-n", fmt.Sprint(*coldCalls))
 		}},
 		{"refresh", timed(e.refreshing.GRPC)},
+		{"warm-tls", func(int) (result, error) {
+			return runGHZ(e.protoset, e.tlsMain.GRPC, warm, append([]string{"-z", duration.String()}, e.tlsGHZ...)...)
+		}},
 	}, nil
 }
 
 // checkAllAllowed fails the run when extauthz denied any check (a fast deny would
 // flatter it), and returns how often the refreshing variant fetched the JWKS.
 func (e *env) checkAllAllowed() (float64, error) {
-	for _, s := range []*stack.Extauthz{e.main, e.refreshing} {
+	for _, s := range []*stack.Extauthz{e.main, e.refreshing, e.tlsMain} {
 		denies, err := s.Metric("extauthz_decisions_total", `decision="deny"`)
 		if err != nil {
 			return 0, err
