@@ -4,6 +4,7 @@ package deploy_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,10 +21,11 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"sigs.k8s.io/yaml"
 
 	"github.com/betterauth-extauthz/extauthz/internal/testkit"
+	"github.com/betterauth-extauthz/extauthz/internal/tlstest"
 	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
 )
 
@@ -146,7 +148,11 @@ func scrapeExercised(t *testing.T) map[string]bool {
 		t.Fatal(err)
 	}
 	grpcAddr, admin := addrs[0], addrs[2]
-	cmd := exec.Command(bin, "serve", "--config", cfg, "--grpc-addr", grpcAddr, "--http-addr", addrs[1], "--admin-addr", admin, "--shutdown-delay", "0s")
+	// With TLS, so that the TLS series are exported too.
+	ca := tlstest.NewCA("deploy test CA")
+	certFile, keyFile := ca.Server("extauthz", tlstest.SANs{IPs: []string{"127.0.0.1"}}).Write(dir, "tls")
+	cmd := exec.Command(bin, "serve", "--config", cfg, "--grpc-addr", grpcAddr, "--http-addr", addrs[1], "--admin-addr", admin, "--shutdown-delay", "0s",
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile)
 	cmd.Stderr = io.Discard
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -160,7 +166,7 @@ func scrapeExercised(t *testing.T) map[string]bool {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: ca.Pool()})))
 	if err != nil {
 		t.Fatal(err)
 	}
