@@ -78,7 +78,7 @@ func (j *Jaeger) Traces(service string) (map[string][]TraceSpan, error) {
 			TraceID string `json:"traceID"`
 			Spans   []struct {
 				SpanID, OperationName, ProcessID string
-				References                      []struct{ RefType, SpanID string }
+				References                       []struct{ RefType, SpanID string }
 			} `json:"spans"`
 			Processes map[string]struct{ ServiceName string } `json:"processes"`
 		} `json:"data"`
