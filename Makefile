@@ -11,13 +11,13 @@ CACHE    ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/extauthz
 FUZZTIME ?= 10s
 # Test files that need a real kube-apiserver (envtest) or the whole stack (e2e) are
 # behind build tags, so that a bare `go test ./...` on a fresh clone is the unit run.
-TAGS     := e2e,envtest,soak
+TAGS     := e2e,envtest,soak,node
 
 # with_env runs the rest of the recipe line with the variables the script $(1)
 # prints (tool paths it installed) exported.
 with_env = env_file=$$(mktemp); $(1) > "$$env_file"; source "$$env_file"; rm -f "$$env_file";
 
-.PHONY: help build generate test lint unit deploy-test soak k8s-tools fuzz e2e bench bench-envoy demo clean
+.PHONY: help build generate test lint unit deploy-test soak node-test k8s-tools fuzz e2e bench bench-envoy demo clean
 
 help: ## this list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## (.*)/\1\t\2/' | expand -t 14
@@ -29,7 +29,7 @@ generate: ## the policy JSON Schema (and the chart's values schema) and the char
 	$(GO) generate ./internal/policy
 	$(GO) run ./hack/chartdoc
 
-test: lint unit fuzz deploy-test e2e ## everything CI runs
+test: lint unit fuzz deploy-test e2e node-test ## everything CI runs
 
 STATICCHECK := $(CACHE)/tools/staticcheck-v0.8.2/staticcheck
 $(STATICCHECK):
@@ -65,6 +65,10 @@ fuzz: ## a short fuzzing run of the token parser, the path, host and method cano
 e2e: ## the whole chain with real Better Auth, Envoy, nginx, FastAPI and PostgreSQL (installs them)
 	$(call with_env,hack/e2e-env.sh) \
 	$(GO) test -count=1 -v -timeout 15m -tags e2e ./test/e2e/ 2>&1 | grep -Ev '^=== (RUN|PAUSE|CONT)'
+
+node-test: ## the Helm chart on a real single-node Kubernetes built here (hack/node), with the real Envoy in front; needs root
+	$(call with_env,hack/e2e-env.sh) $(call with_env,hack/deploy-env.sh) \
+	$(GO) test -count=1 -v -timeout 60m -tags node ./test/node/ 2>&1 | grep -Ev '^=== (RUN|PAUSE|CONT)'
 
 soak: ## 30 minutes of steady load with token churn and JWKS rotations; fails if RSS, heap or goroutines grow past their bounds (SOAK_DURATION=…)
 	$(GO) test -count=1 -v -tags soak -timeout 60m ./test/soak/

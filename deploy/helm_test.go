@@ -318,6 +318,11 @@ func TestChartMetadataAndExtras(t *testing.T) {
 	if err := yaml.Unmarshal([]byte(objs["Deployment"][0]), &dep); err != nil {
 		t.Fatal(err)
 	}
+	// commonLabels never override the selector labels.
+	sel := objects(t, render(t, "--set", "betterAuth.url=https://auth.example.com", "--set-string", `commonLabels.app\.kubernetes\.io/name=other`))
+	if !strings.Contains(sel["Job"][0], "name: extauthz-policy-check") || strings.Contains(sel["Job"][0], "name: other") || strings.Contains(sel["Deployment"][0], "name: other") {
+		t.Error("commonLabels overrode a selector label")
+	}
 	for _, k := range []string{"team", "app.kubernetes.io/part-of", "app.kubernetes.io/version", "helm.sh/chart"} {
 		if dep.Spec.Template.Labels[k] == "" {
 			t.Errorf("pod template lacks label %s: %v", k, dep.Spec.Template.Labels)
@@ -376,10 +381,16 @@ func TestHelmTLS(t *testing.T) {
 	}
 	dryRun(t, out)
 
+	// Every certificate of the CA, only when asked for in so many words.
+	if _, err := tryTool(helm, "template", "extauthz", chart(), "--set", "betterAuth.url=https://a.example.com", "--set", "tls.enabled=true",
+		"--set", "tls.secretName=s", "--set", "tls.clientAuth.enabled=true", "--set", "tls.clientAuth.anyClientOfCA=true"); err != nil {
+		t.Errorf("anyClientOfCA: %v", err)
+	}
 	for name, bad := range map[string][]string{
 		"no certificate source": {"--set", "betterAuth.url=https://a.example.com", "--set", "tls.enabled=true"},
 		"no issuer":             {"--set", "betterAuth.url=https://a.example.com", "--set", "tls.enabled=true", "--set", "tls.certManager.enabled=true"},
 		"a SAN without scheme":  {"--set", "betterAuth.url=https://a.example.com", "--set", "tls.enabled=true", "--set", "tls.secretName=s", "--set", "tls.clientAuth.allowedSANs={gateway}"},
+		"client CA, no SANs":    {"--set", "betterAuth.url=https://a.example.com", "--set", "tls.enabled=true", "--set", "tls.secretName=s", "--set", "tls.clientAuth.enabled=true"},
 	} {
 		if _, err := tryTool(helm, append([]string{"template", "extauthz", chart()}, bad...)...); err == nil {
 			t.Errorf("%s: helm accepted it", name)

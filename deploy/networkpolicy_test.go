@@ -113,11 +113,12 @@ func TestNetworkPolicyAdmitsTheMesh(t *testing.T) {
 // TestNetworkPolicyRefusesEmptyLists: an empty peer or port list in a NetworkPolicy
 // admits everyone, so the chart refuses it, with and without its schema.
 func TestNetworkPolicyRefusesEmptyLists(t *testing.T) {
-	for _, set := range []string{"networkPolicy.ingressFrom=[]", "networkPolicy.jwks.ports=[]", "networkPolicy.apiServer.ports=[]", `networkPolicy.ingressFrom=[{}]`} {
+	for _, set := range []string{"networkPolicy.ingressFrom=[]", "networkPolicy.jwks.ports=[]", "networkPolicy.apiServer.ports=[]", `networkPolicy.ingressFrom=[{}]`,
+		`networkPolicy.extraIngress=[{}]`, `networkPolicy.extraEgress=[{"ports":[{"port":1}]}]`} {
 		for _, skip := range []bool{false, true} {
 			args := []string{"template", "extauthz", chart(), "--set", "betterAuth.url=https://a.example.com", "--set", "networkPolicy.enabled=true", "--set-json", set}
 			if skip {
-				if strings.Contains(set, "{}") {
+				if strings.Contains(set, "{") {
 					continue // only the schema can see inside a peer
 				}
 				args = append(args, "--skip-schema-validation")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -323,5 +324,18 @@ func TestConfigMapRef(t *testing.T) {
 		if (err == nil) != tc.ok || ns != tc.ns || name != tc.name {
 			t.Errorf("%q (POD_NAMESPACE %q, file %q) = %q %q %v", tc.ref, tc.podNS, tc.file, ns, name, err)
 		}
+	}
+}
+
+// TestTLSFlags: an allow-list that parses to nothing is an error, never "any SAN".
+func TestTLSFlags(t *testing.T) {
+	for _, sans := range []string{",", " ", " , "} {
+		f := serveFlags{tlsCert: "c", tlsKey: "k", tlsClientCA: "ca", tlsClientSANs: sans}
+		if _, err := f.loadTLS(slog.Default(), nil); err == nil || !strings.Contains(err.Error(), "lists no SAN") {
+			t.Errorf("--tls-client-san %q: %v", sans, err)
+		}
+	}
+	if _, err := (&serveFlags{adminTLS: true}).loadTLS(slog.Default(), nil); err == nil {
+		t.Error("--admin-tls without a certificate accepted")
 	}
 }

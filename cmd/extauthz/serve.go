@@ -41,6 +41,7 @@ type serveFlags struct {
 	adminTLS                                    bool
 	logAllows                                   float64
 	denyLogsPerSecond                           int
+	traceTrustHeaders                           bool
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet) {
@@ -64,6 +65,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.tlsClientSANs, "tls-client-san", "", "comma-separated client SANs allowed with --tls-client-ca-file: spiffe://… (URI) or dns:NAME")
 	fs.Float64Var(&f.logAllows, "log-allows", 0, "fraction of allows (0 to 1) that get a decision log line")
 	fs.IntVar(&f.denyLogsPerSecond, "log-denies-per-second", engine.DefaultDenyLogsPerSecond, "deny log lines per reason a second (the rest are counted in one line; -1: no cap)")
+	fs.BoolVar(&f.traceTrustHeaders, "trace-trust-request-headers", false, "continue the trace named by the checked request's own traceparent/B3 headers (only behind a proxy that sets them itself); otherwise they are a link of a new trace")
 	fs.BoolVar(&f.adminTLS, "admin-tls", false, "serve the admin listener over TLS too (same certificate, no client certificate)")
 }
 
@@ -80,6 +82,10 @@ func (f *serveFlags) loadTLS(log *slog.Logger, m *metrics.Recorder) (*tlsconf.Se
 		if v = strings.TrimSpace(v); v != "" {
 			sans = append(sans, v)
 		}
+	}
+	if f.tlsClientSANs != "" && len(sans) == 0 {
+		// An allow-list that parses to nothing must not turn the SAN check off.
+		return nil, usageErr("--tls-client-san %q lists no SAN", f.tlsClientSANs)
 	}
 	return tlsconf.New(tlsconf.Config{CertFile: f.tlsCert, KeyFile: f.tlsKey, ClientCAFile: f.tlsClientCA, ClientSANs: sans, Log: log, OnReload: m.TLSReloaded})
 }
@@ -172,8 +178,9 @@ func cmdServe(args []string, stderr io.Writer) error {
 			log.Warn("flushing traces", "error", err.Error())
 		}
 	}()
+	tracing.TrustRequestHeaders = f.traceTrustHeaders
 	if tracing.Enabled() {
-		log.Info("tracing on", "exporter", "otlp")
+		log.Info("tracing on", "exporter", "otlp", "trust_request_headers", f.traceTrustHeaders)
 	}
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)

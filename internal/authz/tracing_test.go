@@ -73,6 +73,7 @@ func TestChecksContinueTheProxysTrace(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	tracing.TrustRequestHeaders = true
 	check(context.Background(), map[string]string{"traceparent": "00-" + traceW3C + "-" + spanW3C + "-01"})
 	check(context.Background(), map[string]string{"x-b3-traceid": traceB3, "x-b3-spanid": spanB3, "x-b3-sampled": "1"})
 	md := metadata.Pairs("traceparent", "00-"+traceMD+"-"+spanMD+"-01")
@@ -82,6 +83,11 @@ func TestChecksContinueTheProxysTrace(t *testing.T) {
 	r.Header.Set("Traceparent", "00-"+traceW3C+"-"+spanW3C+"-01")
 	r.Header.Set("Authorization", "Bearer garbage")
 	h.ServeHTTP(httptest.NewRecorder(), r)
+	// Untrusted (the default): the client's traceparent is only a link of a new
+	// root, so a client cannot choose the trace id or force sampling.
+	tracing.TrustRequestHeaders = false
+	defer func() { tracing.TrustRequestHeaders = false }()
+	check(context.Background(), map[string]string{"traceparent": "00-" + traceW3C + "-" + spanW3C + "-01"})
 
 	spans := rec.Ended()
 	var checks []sdktrace.ReadOnlySpan
@@ -90,9 +96,14 @@ func TestChecksContinueTheProxysTrace(t *testing.T) {
 			checks = append(checks, s)
 		}
 	}
-	if len(checks) != 4 {
-		t.Fatalf("%d check spans, want 4", len(checks))
+	if len(checks) != 5 {
+		t.Fatalf("%d check spans, want 5", len(checks))
 	}
+	if u := checks[4]; u.SpanContext().TraceID().String() == traceW3C || u.Parent().IsValid() ||
+		len(u.Links()) != 1 || u.Links()[0].SpanContext.TraceID().String() != traceW3C {
+		t.Errorf("an untrusted traceparent: trace %s parent %v links %v, want a new root linked to it", u.SpanContext().TraceID(), u.Parent(), u.Links())
+	}
+	checks = checks[:4]
 	for i, want := range []struct{ trace, parent, decision string }{
 		{traceW3C, spanW3C, "allow"}, {traceB3, spanB3, "allow"}, {traceMD, spanMD, "allow"}, {traceW3C, spanW3C, "deny"},
 	} {

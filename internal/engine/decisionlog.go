@@ -19,6 +19,13 @@ import (
 // token-stuffing client cannot flood the log.
 const DefaultDenyLogsPerSecond = 20
 
+// AllowLogsPerSecond caps the sampled allow lines a second, whatever the rate:
+// a busy proxy at --log-allows 1 must not turn the log into the bottleneck.
+const AllowLogsPerSecond = 200
+
+// allowKey is the one window of the allow lines.
+const allowKey reason.Code = "allow"
+
 // denyLimiter holds a one-second window per reason code. Codes are a fixed set,
 // so the map stays small; each window is lock-free.
 type denyLimiter struct {

@@ -120,6 +120,7 @@ type Engine struct {
 	log       *slog.Logger
 	allowRate float64
 	denies    denyLimiter
+	allows    denyLimiter
 }
 
 // Config configures an Engine.
@@ -147,6 +148,7 @@ func New(cfg Config) *Engine {
 	}
 	e := &Engine{metrics: cfg.Metrics, log: cfg.Log, allowRate: min(max(cfg.LogAllows, 0), 1)}
 	e.denies.perSecond = int64(cfg.DenyLogsPerSecond)
+	e.allows.perSecond = AllowLogsPerSecond
 	return e
 }
 
@@ -178,7 +180,7 @@ func (e *Engine) Check(ctx context.Context, transport metrics.Transport, req *Re
 	start := time.Now()
 	var span trace.Span
 	if tracing.Enabled() {
-		ctx, span = tracing.Tracer().Start(ctx, "extauthz.check", trace.WithSpanKind(trace.SpanKindServer))
+		ctx, span = tracing.StartCheck(ctx)
 	}
 	d := e.Decide(ctx, req)
 	took := time.Since(start)
@@ -201,9 +203,18 @@ func (e *Engine) Check(ctx context.Context, transport metrics.Transport, req *Re
 		}
 		if ok {
 			e.LogDeny(ctx, transport, req, d)
+		} else {
+			e.metrics.LogSuppressed("deny")
 		}
-	} else if e.sampled() {
-		e.logAllow(ctx, transport, req, d, took)
+	} else if d.Claims != nil && e.sampled() {
+		// Authenticated allows only: an anonymous allow (a public rule, a preflight)
+		// has no identity to audit, and public paths are where secrets ride in the
+		// path (Better Auth's reset-password links).
+		if ok, _ := e.allows.allow(allowKey, start); ok {
+			e.logAllow(ctx, transport, req, d, took)
+		} else {
+			e.metrics.LogSuppressed("allow")
+		}
 	}
 	return d
 }

@@ -41,6 +41,7 @@ type Recorder struct {
 	buildInfo       *prometheus.GaugeVec
 	revocation      revocationMetrics
 	tls             tlsMetrics
+	logsSuppressed  *prometheus.CounterVec
 	reg             prometheus.Registerer
 }
 
@@ -98,7 +99,11 @@ func New(reg prometheus.Registerer) *Recorder {
 		}, []string{"version", "goversion"}),
 		revocation: newRevocationMetrics(),
 		tls:        newTLSMetrics(),
-		reg:        reg,
+		logsSuppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "decision_logs_suppressed_total",
+			Help: "Decision log lines not written because of the per-second caps, by kind (deny|allow).",
+		}, []string{"kind"}),
+		reg: reg,
 	}
 	// Pre-create the panic series so that an alert on their increase sees a zero first.
 	s.panics.WithLabelValues(string(TransportGRPC))
@@ -106,7 +111,7 @@ func New(reg prometheus.Registerer) *Recorder {
 	reg.MustRegister(s.decisions, s.checkDuration, s.jwksRefresh, s.jwksKeys, s.jwksLastSuccess,
 		s.jwksSuppressed, s.jwksSkipped, s.panics, s.policyInfo, s.policyReloads, s.ready, s.buildInfo,
 		s.revocation.age, s.revocation.entries, s.revocation.polls,
-		s.tls.handshakeErrors, s.tls.reloads, s.tls.notAfter,
+		s.tls.handshakeErrors, s.tls.reloads, s.tls.notAfter, s.logsSuppressed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return s
 }
@@ -223,6 +228,8 @@ func (s *Recorder) PolicyApplied(source, hash string) {
 	s.policyInfo.Reset()
 	s.policyInfo.WithLabelValues(hash).Set(1)
 	s.policyReloads.WithLabelValues(source, "applied").Inc()
+	// The rejected series from 0, so that the alert on its increase sees the first.
+	s.policyReloads.WithLabelValues(source, "rejected")
 }
 
 // PolicyRejected counts a policy update that was refused.
@@ -231,6 +238,14 @@ func (s *Recorder) PolicyRejected(source string) {
 		return
 	}
 	s.policyReloads.WithLabelValues(source, "rejected").Inc()
+}
+
+// LogSuppressed counts a decision log line not written (kind deny or allow).
+func (s *Recorder) LogSuppressed(kind string) {
+	if s == nil {
+		return
+	}
+	s.logsSuppressed.WithLabelValues(kind).Inc()
 }
 
 // SetReady mirrors the readiness probe.

@@ -45,11 +45,14 @@ func (s *Recorder) TLSReloaded(err error, notAfter time.Time) {
 	if s == nil {
 		return
 	}
+	// Both series exist from the first load, so an alert on the increase of
+	// "rejected" sees the step from 0.
+	applied, rejected := s.tls.reloads.WithLabelValues("applied"), s.tls.reloads.WithLabelValues("rejected")
 	if err != nil {
-		s.tls.reloads.WithLabelValues("rejected").Inc()
+		rejected.Inc()
 		return
 	}
-	s.tls.reloads.WithLabelValues("applied").Inc()
+	applied.Inc()
 	s.tls.notAfter.WithLabelValues("serving").Set(float64(notAfter.Unix()))
 }
 

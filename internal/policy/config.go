@@ -26,7 +26,7 @@ type Config struct {
 	// Rules are tried in order; the first that matches decides.
 	Rules []RuleConfig `yaml:"rules"`
 	// Default applies when no rule matches: "deny" (the default) or "authenticated".
-	Default string `yaml:"default" jsonschema:"enum=deny,enum=authenticated"`
+	Default string `yaml:"default" jsonschema:"enum=,enum=deny,enum=authenticated"`
 	// CORS configures preflight handling.
 	CORS CORSConfig `yaml:"cors"`
 	// Leeway is the allowed clock skew for exp/nbf/iat (default 30s).

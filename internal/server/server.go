@@ -23,12 +23,17 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/betterauth-extauthz/extauthz/internal/authz"
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 	"github.com/betterauth-extauthz/extauthz/internal/tlsconf"
 )
+
+// MaxConnectionAge bounds a gRPC connection's life (with jitter, plus a 30 s grace
+// for streams in flight).
+const MaxConnectionAge = 10 * time.Minute
 
 // DefaultShutdownTimeout bounds the graceful stop when Config sets none.
 const DefaultShutdownTimeout = 15 * time.Second
@@ -133,7 +138,11 @@ func (s *Server) Ready() bool { return !s.draining.Load() && s.engine.Ready() }
 
 // Run serves until ctx ends, then shuts down gracefully.
 func (s *Server) Run(ctx context.Context) error {
-	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(authz.Recover(s.engine))}
+	// Connections are recycled every few minutes (a GOAWAY, then new streams on a
+	// new connection), so a client certificate or CA removed by a reload stops
+	// working within MaxConnectionAge, and new replicas get their share.
+	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(authz.Recover(s.engine)),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: MaxConnectionAge, MaxConnectionAgeGrace: 30 * time.Second})}
 	grpcLn, httpLn, adminLn := s.grpcLn, s.httpLn, s.adminLn
 	if s.cfg.TLS != nil {
 		creds := credentials.NewTLS(s.cfg.TLS.TLSConfig("h2"))

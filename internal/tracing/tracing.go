@@ -150,9 +150,18 @@ func (c mdCarrier) Keys() []string {
 	return out
 }
 
+// TrustRequestHeaders makes a parent of the trace context in the checked
+// request's own headers (set once at start). Off, such a context only becomes a
+// link of a new root trace: nginx, Traefik and an Envoy that does not trace pass the
+// client's traceparent on, and a parent-based sampler would let any client force
+// sampling or choose the trace id stamped on logs and exemplars.
+var TrustRequestHeaders bool
+
+type linkKey struct{}
+
 // FromCheck returns ctx carrying the trace of a gRPC check: the one Envoy put in
-// the call's metadata (its ext_authz span), else the one in the checked request's
-// headers.
+// the call's metadata (its span of the ext_authz call), else the one in the
+// checked request's headers (a parent if TrustRequestHeaders, a link otherwise).
 func FromCheck(ctx context.Context, headers map[string]string) context.Context {
 	if !enabled {
 		return ctx
@@ -162,15 +171,38 @@ func FromCheck(ctx context.Context, headers map[string]string) context.Context {
 			return c
 		}
 	}
-	return propagator.Extract(ctx, mapCarrier(headers))
+	return fromRequest(ctx, mapCarrier(headers))
 }
 
-// FromHTTP returns ctx carrying the trace of an HTTP check's headers.
+// FromHTTP returns ctx carrying the trace of an HTTP check's headers. They are the
+// proxy's own request to extauthz, but nginx and Traefik copy the client's headers
+// into it, so they are treated as the checked request's.
 func FromHTTP(ctx context.Context, h http.Header) context.Context {
 	if !enabled {
 		return ctx
 	}
-	return propagator.Extract(ctx, propagation.HeaderCarrier(h))
+	return fromRequest(ctx, propagation.HeaderCarrier(h))
+}
+
+func fromRequest(ctx context.Context, c propagation.TextMapCarrier) context.Context {
+	remote := propagator.Extract(ctx, c)
+	if TrustRequestHeaders {
+		return remote
+	}
+	if sc := trace.SpanContextFromContext(remote); sc.IsValid() {
+		return context.WithValue(ctx, linkKey{}, sc)
+	}
+	return ctx
+}
+
+// StartCheck starts the span of one check: a child of the trusted parent in ctx,
+// or a new root linked to an untrusted one.
+func StartCheck(ctx context.Context) (context.Context, trace.Span) {
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+	if sc, ok := ctx.Value(linkKey{}).(trace.SpanContext); ok {
+		opts = append(opts, trace.WithNewRoot(), trace.WithLinks(trace.Link{SpanContext: sc}))
+	}
+	return Tracer().Start(ctx, "extauthz.check", opts...)
 }
 
 // TraceID is the trace id of ctx's span when it is sampled, "" otherwise (for
