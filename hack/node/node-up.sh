@@ -92,9 +92,10 @@ build_cni() {
 
 # The pause (sandbox) image: a static Go binary, one layer, written as a
 # docker-format tarball by hack/node/mkimage (go-containerregistry).
+# Always rebuilt (seconds, from Go's build cache), so the cache never holds a tool
+# older than the repository's.
 build_images() {
-  [[ -f $IMAGES/pause.tar && -x $IMAGES/bin/mkimage ]] && return 0
-  log "building the pause image"
+  log "building mkimage and the pause image"
   mkdir -p "$IMAGES/bin"
   (
     cd "$here/../.."

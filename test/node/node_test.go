@@ -224,8 +224,15 @@ func TestChartOnARealNode(t *testing.T) {
 	k(t, "rollout", "restart", "deploy/"+release)
 	k(t, "rollout", "status", "deploy/"+release, "--timeout", "3m")
 	rolled := time.Since(t1)
+	// On through the old pods' shutdown (readiness off, --shutdown-delay, then a
+	// graceful stop that moves Envoy's connection to a new pod), until they are gone.
+	testkit.Eventually(t, "the old pods gone", 2*time.Minute, func() bool {
+		return strings.Count(k(t, "get", "pods", "-l", "app.kubernetes.io/component=authorizer", "-o", "name"), "pod/") == 2
+	})
+	time.Sleep(2 * time.Second)
+	gone := time.Since(t1)
 	sent, failed, first := load.stop()
-	t.Logf("rolling update under load: %d requests, %d failed, %s", sent, failed, rolled.Round(time.Second))
+	t.Logf("rolling update under load: %d requests, %d failed; rollout complete after %s, old pods gone after %s", sent, failed, rolled.Round(time.Second), gone.Round(time.Second))
 	if failed != 0 || sent == 0 {
 		t.Errorf("rolling update: %d of %d requests failed (first: %s)", failed, sent, first)
 	}
