@@ -184,7 +184,7 @@ func (e *Engine) Check(ctx context.Context, transport metrics.Transport, req *Re
 	}
 	d := e.Decide(ctx, req)
 	took := time.Since(start)
-	if span != nil {
+	if span != nil && span.IsRecording() {
 		// Outcome only: never a token, a claim or a header value.
 		span.SetAttributes(attribute.String("extauthz.decision", decisionName(d.Allow)), attribute.String("extauthz.rule", d.Rule),
 			attribute.String("extauthz.reason", string(d.Reason)), attribute.Int("http.response.status_code", d.Status),
@@ -192,6 +192,8 @@ func (e *Engine) Check(ctx context.Context, transport metrics.Transport, req *Re
 		if !d.Allow {
 			span.SetStatus(codes.Error, string(d.Reason))
 		}
+	}
+	if span != nil {
 		span.End()
 	}
 	e.metrics.Decision(transport, d.Allow, string(d.Reason), d.Rule, took, tracing.TraceID(ctx))

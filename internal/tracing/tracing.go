@@ -132,19 +132,21 @@ func (c mapCarrier) Keys() []string {
 	return out
 }
 
-// mdCarrier reads gRPC metadata.
-type mdCarrier metadata.MD
+// mdCarrier reads the incoming gRPC metadata of ctx one key at a time:
+// metadata.FromIncomingContext would copy the whole map on every check.
+type mdCarrier struct{ ctx context.Context }
 
 func (c mdCarrier) Get(k string) string {
-	if v := metadata.MD(c).Get(k); len(v) > 0 {
+	if v := metadata.ValueFromIncomingContext(c.ctx, k); len(v) > 0 {
 		return v[0]
 	}
 	return ""
 }
-func (c mdCarrier) Set(k, v string) { metadata.MD(c).Set(k, v) }
+func (mdCarrier) Set(string, string) {}
 func (c mdCarrier) Keys() []string {
-	out := make([]string, 0, len(c))
-	for k := range c {
+	md, _ := metadata.FromIncomingContext(c.ctx)
+	out := make([]string, 0, len(md))
+	for k := range md {
 		out = append(out, k)
 	}
 	return out
@@ -166,12 +168,21 @@ func FromCheck(ctx context.Context, headers map[string]string) context.Context {
 	if !enabled {
 		return ctx
 	}
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if c := propagator.Extract(ctx, mdCarrier(md)); trace.SpanContextFromContext(c).IsValid() {
+	if md := (mdCarrier{ctx}); carries(md) {
+		if c := propagator.Extract(ctx, md); trace.SpanContextFromContext(c).IsValid() {
 			return c
 		}
 	}
-	return fromRequest(ctx, mapCarrier(headers))
+	if hc := mapCarrier(headers); carries(hc) {
+		return fromRequest(ctx, hc)
+	}
+	return ctx
+}
+
+// carries tells whether c holds a header of the propagators, so that a check
+// without one costs no extraction.
+func carries(c propagation.TextMapCarrier) bool {
+	return c.Get("traceparent") != "" || c.Get("b3") != "" || c.Get("x-b3-traceid") != ""
 }
 
 // FromHTTP returns ctx carrying the trace of an HTTP check's headers. They are the
