@@ -1,7 +1,8 @@
 // Command extauthz is an external authorizer for Envoy, Istio, nginx and Traefik
 // that verifies Better Auth JWTs and applies ownership policies.
 //
-// Subcommands: serve, verify-jwks, verify-token, policy check, policy explain, version.
+// Subcommands: serve, verify-jwks, verify-token, policy check, policy explain,
+// policy test, policy schema, version.
 package main
 
 import (
@@ -51,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.Is(err, errReported):
+		return 1
 	case errors.Is(err, errUsage):
 		fmt.Fprintln(stderr, "extauthz:", err)
 		return 2
@@ -61,6 +64,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 var errUsage = errors.New("usage")
+
+// errReported fails a command that has already said why on its output.
+var errReported = errors.New("failed")
 
 func usageErr(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, a...))
@@ -75,6 +81,8 @@ Usage:
   extauthz verify-token (--jwks-url URL | --jwks-file FILE) --token T [--issuer I] [--audience A] [--at TIME]
   extauthz policy check FILE
   extauthz policy explain --config FILE --method M --path P [--host H] [--token T] [--jwks-file FILE] [--at TIME]
+  extauthz policy test [--policy FILE] [--now TIME] [--junit FILE] [-v] FILE|DIR…
+  extauthz policy schema
   extauthz version
 
 Every serve flag can also be set as EXTAUTHZ_<FLAG> (e.g. EXTAUTHZ_GRPC_ADDR).

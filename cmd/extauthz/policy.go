@@ -18,11 +18,13 @@ import (
 
 func cmdPolicy(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usageErr("policy check [--strict] FILE | policy explain --config FILE --method M --path P | policy schema")
+		return usageErr("policy check [--strict] FILE | policy explain --config FILE --method M --path P | policy test FILE|DIR… | policy schema")
 	}
 	switch args[0] {
 	case "check":
 		return cmdPolicyCheck(args[1:], stdout)
+	case "test":
+		return cmdPolicyTest(args[1:], stdout)
 	case "explain":
 		return cmdPolicyExplain(args[1:], stdout)
 	case "schema":
@@ -130,7 +132,22 @@ func cmdPolicyExplain(args []string, stdout io.Writer) error {
 	for _, h := range d.RemoveHeaders {
 		fmt.Fprintf(stdout, "remove header: %s\n", h)
 	}
+	for _, sd := range d.Shadow {
+		// What the rule would do once enforced; it did not decide.
+		fmt.Fprintf(stdout, "shadow rule %s: would %s %d", sd.Rule, strings.ToUpper(decisionWord(sd.Allow)), sd.Status)
+		if !sd.Allow {
+			fmt.Fprintf(stdout, " (reason %s: %s)", sd.Reason, sd.Detail)
+		}
+		fmt.Fprintln(stdout)
+	}
 	return nil
+}
+
+func decisionWord(allow bool) string {
+	if allow {
+		return "allow"
+	}
+	return "deny"
 }
 
 // explainKeys gives every issuer its keys: those of --jwks-url or --jwks-file when

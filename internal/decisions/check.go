@@ -2,8 +2,10 @@ package decisions
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
@@ -57,45 +59,76 @@ func (r Request) engineRequest() (*engine.Request, error) {
 }
 
 // check compares a decision with what was wanted, one problem per difference.
-func (w Want) check(d engine.Decision) []string {
-	var out []string
-	got := "deny"
-	if d.Allow {
-		got = "allow"
+func (w Want) check(d engine.Decision) []Problem {
+	var out []Problem
+	add := func(field, got, want, detail string) {
+		out = append(out, Problem{Field: field, Got: got, Want: want, Detail: detail})
 	}
+	got := verdict(d.Allow)
 	if got != w.Decision {
-		out = append(out, fmt.Sprintf("decision %s, want %s (reason %q: %s)", got, w.Decision, d.Reason, d.Detail))
+		add("decision", got, w.Decision, string(d.Reason)+": "+d.Detail)
 	}
 	if w.Status != 0 && d.Status != w.Status {
-		out = append(out, fmt.Sprintf("status %d, want %d", d.Status, w.Status))
+		add("status", strconv.Itoa(d.Status), strconv.Itoa(w.Status), "")
 	}
 	if w.Reason != "" && string(d.Reason) != w.Reason {
-		out = append(out, fmt.Sprintf("reason %q, want %q (%s)", d.Reason, w.Reason, d.Detail))
+		add("reason", orNone(string(d.Reason)), w.Reason, d.Detail)
 	}
 	if w.Location != "" && d.Location != w.Location {
-		out = append(out, fmt.Sprintf("location %q, want %q", d.Location, w.Location))
+		add("location", strconv.Quote(d.Location), strconv.Quote(w.Location), "")
 	}
 	if w.Rule != "" && d.Rule != w.Rule {
-		out = append(out, fmt.Sprintf("rule %q, want %q", d.Rule, w.Rule))
+		add("rule", d.Rule, w.Rule, "")
 	}
 	set := map[string]string{}
 	for _, h := range d.SetHeaders {
 		set[h.Name] = h.Value
 	}
-	for name, want := range w.SetHeaders {
-		if v, ok := set[name]; !ok || v != want {
-			out = append(out, fmt.Sprintf("header %s = %q (set: %v), want %q", name, v, ok, want))
+	for _, name := range slices.Sorted(maps.Keys(w.SetHeaders)) {
+		want := w.SetHeaders[name]
+		if v, ok := set[name]; !ok {
+			add("header "+name, "not set", strconv.Quote(want), "")
+		} else if v != want {
+			add("header "+name, strconv.Quote(v), strconv.Quote(want), "")
 		}
 	}
 	for _, name := range w.NotSet {
 		if v, ok := set[name]; ok {
-			out = append(out, fmt.Sprintf("header %s set to %q, want it not set", name, v))
+			add("header "+name, strconv.Quote(v), "not set", "")
 		}
 	}
 	for _, name := range w.RemoveHeaders {
 		if !slices.Contains(d.RemoveHeaders, name) {
-			out = append(out, fmt.Sprintf("header %s not removed (removed: %v)", name, d.RemoveHeaders))
+			add("removed header "+name, "kept", "removed", "removed: "+strings.Join(d.RemoveHeaders, ","))
 		}
 	}
+	for _, ws := range w.Shadow {
+		i := slices.IndexFunc(d.Shadow, func(s engine.ShadowDecision) bool { return s.Rule == ws.Rule })
+		if i < 0 {
+			add("shadow "+ws.Rule, "no match", ws.Decision+" "+ws.Reason, "")
+			continue
+		}
+		s := d.Shadow[i]
+		if g := verdict(s.Allow); g != ws.Decision || ws.Reason != "" && string(s.Reason) != ws.Reason {
+			add("shadow "+ws.Rule, g+" "+string(s.Reason), ws.Decision+" "+ws.Reason, s.Detail)
+		}
+	}
+	if w.NoShadow && len(d.Shadow) > 0 {
+		add("shadow", d.Shadow[0].Rule+" matched", "no shadow rule", "")
+	}
 	return out
+}
+
+func verdict(allow bool) string {
+	if allow {
+		return "allow"
+	}
+	return "deny"
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
 }

@@ -26,6 +26,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -47,6 +49,12 @@ const KID = "decisions-key"
 type Table struct {
 	// Policy is the policy document under test.
 	Policy string `yaml:"policy"`
+	// PolicyFile names a file holding it instead, relative to the table's own
+	// file (see ReadFiles).
+	PolicyFile string `yaml:"policyFile"`
+	// Fragments are policy fragments composed with the policy, as a
+	// --policy-selector ConfigMap would bring them.
+	Fragments []Fragment `yaml:"fragments"`
 	// Now is when tokens are issued and checked; DefaultNow when zero.
 	Now time.Time `yaml:"now"`
 	// Unavailable issuers have a JWKS that is down: their tokens get jwks_unavailable.
@@ -54,6 +62,15 @@ type Table struct {
 	// Revocation gives issuers a revocation feed in a known state, by issuer.
 	Revocation map[string]Revoked `yaml:"revocation"`
 	Cases      []Case             `yaml:"cases"`
+}
+
+// Fragment is one policy fragment of a table.
+type Fragment struct {
+	// ID is the fragment's name in rule names: namespace/name for a ConfigMap.
+	ID string `yaml:"id"`
+	// Policy is the fragment document, or PolicyFile the file that holds it.
+	Policy     string `yaml:"policy"`
+	PolicyFile string `yaml:"policyFile"`
 }
 
 // Revoked is what an issuer's revocation feed has said.
@@ -110,6 +127,8 @@ type Token struct {
 	Raw string `yaml:"raw"`
 	// Authorization is sent as the whole header value ("Basic eDp5").
 	Authorization string `yaml:"authorization"`
+	// Oversize sends a Bearer token one byte longer than extauthz reads.
+	Oversize bool `yaml:"oversize"`
 	// Cookie sends the credential as Better Auth's session cookies instead: the
 	// claims become the user of a signed session_data cookie cache (sid, when
 	// given, the session's id), bound to a session_token cookie.
@@ -142,6 +161,18 @@ type Want struct {
 	NotSet     []string          `yaml:"notSet"`
 	// RemoveHeaders must all be among the headers removed.
 	RemoveHeaders []string `yaml:"removeHeaders"`
+	// Shadow lists what shadow rules must have said; a shadow rule listed here
+	// that did not match, or said otherwise, is a difference.
+	Shadow []WantShadow `yaml:"shadow"`
+	// NoShadow: no shadow rule may have matched.
+	NoShadow bool `yaml:"noShadow"`
+}
+
+// WantShadow is a shadow rule's would-be decision.
+type WantShadow struct {
+	Rule     string `yaml:"rule"`
+	Decision string `yaml:"decision"` // allow or deny
+	Reason   string `yaml:"reason"`
 }
 
 // Parse reads a table strictly: unknown fields are errors, as in policies.
@@ -165,6 +196,14 @@ func Parse(data []byte) (*Table, error) {
 	if len(t.Cases) == 0 {
 		return nil, errors.New("decision table has no cases")
 	}
+	if t.Policy != "" && t.PolicyFile != "" {
+		return nil, errors.New("give policy or policyFile, not both")
+	}
+	for i, f := range t.Fragments {
+		if f.ID == "" || (f.Policy == "") == (f.PolicyFile == "") {
+			return nil, fmt.Errorf("fragments[%d]: give an id, and policy or policyFile", i)
+		}
+	}
 	for i, c := range t.Cases {
 		if c.Name == "" {
 			return nil, fmt.Errorf("cases[%d]: name is required", i)
@@ -181,19 +220,82 @@ func Parse(data []byte) (*Table, error) {
 	return &t, nil
 }
 
+// ReadFiles reads the policyFile and fragment files a table names, relative to
+// dir (the table file's folder), into its Policy fields.
+func (t *Table) ReadFiles(dir string) error {
+	read := func(name string) (string, error) {
+		if !filepath.IsAbs(name) {
+			name = filepath.Join(dir, name)
+		}
+		b, err := os.ReadFile(name)
+		return string(b), err
+	}
+	var err error
+	if t.PolicyFile != "" {
+		if t.Policy, err = read(t.PolicyFile); err != nil {
+			return fmt.Errorf("policyFile: %w", err)
+		}
+		t.PolicyFile = ""
+	}
+	for i := range t.Fragments {
+		f := &t.Fragments[i]
+		if f.PolicyFile != "" {
+			if f.Policy, err = read(f.PolicyFile); err != nil {
+				return fmt.Errorf("fragments[%d]: policyFile: %w", i, err)
+			}
+			f.PolicyFile = ""
+		}
+	}
+	return nil
+}
+
 // Result is what became of one case: Problems is empty when it passed.
 type Result struct {
 	Name     string
 	Got      engine.Decision
-	Problems []string
+	Problems []Problem
 }
 
-// Run compiles the table's policy and decides every case with the real engine.
-// It fails only when the policy does not compile or a token cannot be built.
+// Problem is one difference between the decision a case got and what it wants.
+type Problem struct {
+	// Field is what differs ("reason", "header x-user-id", "shadow audit").
+	Field     string
+	Got, Want string
+	// Detail explains Got (a deny's detail), when there is something to say.
+	Detail string
+}
+
+func (p Problem) String() string {
+	s := fmt.Sprintf("%s: got %s, want %s", p.Field, p.Got, p.Want)
+	if p.Detail != "" {
+		s += " (" + p.Detail + ")"
+	}
+	return s
+}
+
+// Run compiles the table's policy (with its fragments) and decides every case
+// with the real engine. It fails only when the policy does not compile, a
+// fragment is rejected, or a token cannot be built.
 func (t *Table) Run(ctx context.Context) ([]Result, error) {
-	p, err := policy.Load([]byte(t.Policy))
+	if t.Policy == "" {
+		return nil, errors.New("no policy: give policy or policyFile")
+	}
+	frags := make([]policy.Fragment, len(t.Fragments))
+	for i, f := range t.Fragments {
+		if f.Policy == "" {
+			return nil, fmt.Errorf("fragments[%d]: policyFile %s was not read (ReadFiles)", i, f.PolicyFile)
+		}
+		// Listed order is ownership order, as creation time is in a cluster.
+		frags[i] = policy.Fragment{ID: f.ID, Created: time.Unix(int64(i), 0), Doc: []byte(f.Policy)}
+	}
+	p, err := policy.Compose([]byte(t.Policy), frags)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
+	}
+	for _, st := range p.Fragments {
+		if !st.Applied {
+			return nil, fmt.Errorf("fragment %s rejected: %s", st.ID, st.Error)
+		}
 	}
 	s, err := newSigner(t.Now)
 	if err != nil {

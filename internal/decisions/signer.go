@@ -14,6 +14,7 @@ import (
 
 	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
+	"github.com/betterauth-extauthz/extauthz/internal/token"
 )
 
 // signer holds the table's keys: the trusted one, another with the same kid, and
@@ -47,6 +48,8 @@ func (s *signer) authorization(t *Token, p *policy.Policy) (string, error) {
 		return t.Authorization, nil
 	case t.Raw != "":
 		return "Bearer " + t.Raw, nil
+	case t.Oversize:
+		return "Bearer " + strings.Repeat("a", token.MaxSize+1), nil
 	}
 	claims, err := t.claimSet(s.now, p)
 	if err != nil {
@@ -101,6 +104,17 @@ func (t *Token) claimSet(now time.Time, p *policy.Policy) (map[string]any, error
 			}
 		}
 		c[k] = v
+	}
+	// A token of another issuer of the policy (a fragment's, say) is for that
+	// issuer's audience unless the case says otherwise.
+	if iss, ok := t.Claims["iss"].(string); ok {
+		if _, given := t.Claims["aud"]; !given {
+			for _, is := range p.Issuers {
+				if is.Issuer == iss && len(is.Audiences) > 0 {
+					c["aud"] = is.Audiences[0]
+				}
+			}
+		}
 	}
 	for _, k := range t.Omit {
 		delete(c, k)

@@ -108,6 +108,19 @@ func (s *Snapshot) authenticate(ctx context.Context, req *Request) (*token.Claim
 	return nil, "", reason.Errorf(reason.TokenMissing, "no Authorization header and no session cookie")
 }
 
+// checkIssuerHost refuses a token of a fragment's issuer on a host the fragment
+// does not claim: a team's own Better Auth must not sign its way into another
+// team's hosts.
+func (s *Snapshot) checkIssuerHost(iss, host string) (reason.Code, string) {
+	if !s.Policy.ScopedIssuers {
+		return "", ""
+	}
+	if is := s.issuer(iss); is != nil && !is.AcceptsHost(host) {
+		return reason.IssuerMismatch, "the issuer is a fragment's, and this host is not one the fragment claims"
+	}
+	return "", ""
+}
+
 func (s *Snapshot) issuer(name string) *policy.Issuer {
 	for i := range s.Policy.Issuers {
 		if s.Policy.Issuers[i].Issuer == name {

@@ -23,8 +23,16 @@ const DefaultDenyLogsPerSecond = 20
 // a busy proxy at --log-allows 1 must not turn the log into the bottleneck.
 const AllowLogsPerSecond = 200
 
-// allowKey is the one window of the allow lines.
-const allowKey reason.Code = "allow"
+// ShadowLogsPerSecond caps the lines of shadow rules' would-be decisions a
+// second: every one is counted in extauthz_shadow_decisions_total, and the lines
+// are a sample of them.
+const ShadowLogsPerSecond = 20
+
+// allowKey and shadowKey are the one windows of the allow and shadow lines.
+const (
+	allowKey  reason.Code = "allow"
+	shadowKey reason.Code = "shadow"
+)
 
 // denyLimiter holds a one-second window per reason code. Codes are a fixed set,
 // so the map stays small; each window is lock-free.
@@ -80,6 +88,25 @@ func (e *Engine) logAllow(ctx context.Context, transport metrics.Transport, req 
 		slog.String("request_id", reason.Clip(req.RequestID, maxLogRequestID)),
 		slog.String("trace_id", tracing.TraceID(ctx)),
 		slog.Float64("latency_ms", float64(took.Microseconds())/1000),
+		slog.String("transport", string(transport)),
+	)
+}
+
+// logShadow writes the line of a shadow rule's would-be decision next to the
+// decision that was taken.
+func (e *Engine) logShadow(ctx context.Context, transport metrics.Transport, req *Request, d Decision, sd ShadowDecision) {
+	e.log.LogAttrs(ctx, slog.LevelInfo, "shadow",
+		slog.String("rule", sd.Rule),
+		slog.String("would", decisionName(sd.Allow)),
+		slog.Int("would_status", sd.Status),
+		slog.String("would_reason", string(sd.Reason)),
+		slog.String("would_detail", reason.Clip(sd.Detail, maxLogDetail)),
+		slog.String("decision", decisionName(d.Allow)),
+		slog.String("decided_by", d.Rule),
+		slog.String("reason", string(d.Reason)),
+		slog.String("method", reason.Clip(req.Method, maxLogMethod)),
+		slog.String("request_id", reason.Clip(req.RequestID, maxLogRequestID)),
+		slog.String("trace_id", tracing.TraceID(ctx)),
 		slog.String("transport", string(transport)),
 	)
 }

@@ -82,3 +82,82 @@ func TestDecisionLogs(t *testing.T) {
 		t.Errorf("%d deny lines for 50 denies with a cap of 5 a second", n)
 	}
 }
+
+// TestShadowCountedAndLogged: a shadow rule's would-be decision is counted every
+// time, logged up to the cap with the decision actually taken, and changes
+// nothing.
+func TestShadowCountedAndLogged(t *testing.T) {
+	now := time.Now()
+	key := tokentest.NewKey(jwa.EdDSA, "k1")
+	keys, _, err := keyset.Parse(tokentest.JWKS(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.Load([]byte(`issuers: [{betterAuthURL: https://auth.example.com}]
+rules:
+  - {name: tasks-v2, mode: shadow, paths: ['/api/{user_id}/tasks'], owner: {param: user_id, claim: uuid}, requireVerifiedEmail: true}
+  - {name: own-tasks, paths: ['/api/{user_id}/tasks'], owner: {param: user_id, claim: uuid}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	reg := prometheus.NewRegistry()
+	e := engine.New(engine.Config{Log: slog.New(slog.NewJSONHandler(&buf, nil)), Metrics: metrics.New(reg)})
+	snap, err := engine.NewSnapshot(p, engine.SameKeys(keys), token.Config{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Swap(snap)
+	const uuid = "6639900d-cfe5-59ec-bd5c-e0e68598457e"
+	tok := key.Sign(tokentest.Claims("https://auth.example.com", "user-1", uuid, now), nil)
+	const n = engine.ShadowLogsPerSecond + 15
+	for range n {
+		d := e.Check(context.Background(), metrics.TransportGRPC, &engine.Request{Method: "GET", Host: "a", Path: "/api/" + uuid + "/tasks", Authorization: []string{"Bearer " + tok}})
+		if !d.Allow || d.Rule != "own-tasks" {
+			t.Fatalf("the shadow rule changed the decision: %+v", d)
+		}
+	}
+	if got := counterValue(t, reg, "extauthz_shadow_decisions_total", map[string]string{"rule": "tasks-v2", "would": "deny", "reason": "email_unverified"}); got != n {
+		t.Errorf("shadow_decisions_total = %v, want %d", got, n)
+	}
+	lines := strings.Count(buf.String(), `"msg":"shadow"`)
+	if lines < engine.ShadowLogsPerSecond || lines > 2*engine.ShadowLogsPerSecond {
+		t.Errorf("%d shadow lines for %d shadow decisions (cap %d a second)", lines, n, engine.ShadowLogsPerSecond)
+	}
+	var first map[string]any
+	if err := json.Unmarshal([]byte(strings.SplitN(buf.String(), "\n", 2)[0]), &first); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{"rule": "tasks-v2", "would": "deny", "would_reason": "email_unverified", "decision": "allow", "decided_by": "own-tasks"} {
+		if first[k] != want {
+			t.Errorf("shadow line %s = %v, want %v", k, first[k], want)
+		}
+	}
+	if strings.Contains(buf.String(), tok) {
+		t.Error("a shadow line holds the token")
+	}
+}
+
+func counterValue(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if want, ok := labels[lp.GetName()]; ok && want != lp.GetValue() {
+					continue next
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}

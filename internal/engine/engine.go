@@ -95,6 +95,9 @@ type Decision struct {
 	Claims *token.Claims
 	// Location, on a 302 deny, is where the browser is sent to sign in.
 	Location string
+	// Shadow holds what the shadow rules that matched would have decided; it
+	// never changes the decision.
+	Shadow []ShadowDecision
 }
 
 // Snapshot is everything one decision reads: built whole, swapped whole.
@@ -121,6 +124,7 @@ type Engine struct {
 	allowRate float64
 	denies    denyLimiter
 	allows    denyLimiter
+	shadows   denyLimiter
 }
 
 // Config configures an Engine.
@@ -149,6 +153,7 @@ func New(cfg Config) *Engine {
 	e := &Engine{metrics: cfg.Metrics, log: cfg.Log, allowRate: min(max(cfg.LogAllows, 0), 1)}
 	e.denies.perSecond = int64(cfg.DenyLogsPerSecond)
 	e.allows.perSecond = AllowLogsPerSecond
+	e.shadows.perSecond = ShadowLogsPerSecond
 	return e
 }
 
@@ -197,6 +202,14 @@ func (e *Engine) Check(ctx context.Context, transport metrics.Transport, req *Re
 		span.End()
 	}
 	e.metrics.Decision(transport, d.Allow, string(d.Reason), d.Rule, took, tracing.TraceID(ctx))
+	for _, sd := range d.Shadow {
+		e.metrics.Shadow(sd.Rule, sd.Allow, string(sd.Reason))
+		if ok, _ := e.shadows.allow(shadowKey, start); ok {
+			e.logShadow(ctx, transport, req, d, sd)
+		} else {
+			e.metrics.LogSuppressed("shadow")
+		}
+	}
 	if !d.Allow {
 		ok, suppressed := e.denies.allow(d.Reason, start)
 		if suppressed > 0 {
@@ -288,6 +301,46 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 		return allowAnonymous(p, RulePreflight, strip)
 	}
 	rule, params := p.Match(preq)
+	var auth authOnce
+	d := s.decideRule(ctx, req, preq, rule, params, strip, &auth)
+	if p.HasShadow {
+		for _, m := range p.Shadows(preq, rule) {
+			w := s.decideRule(ctx, req, preq, m.Rule, m.Params, strip, &auth)
+			d.Shadow = append(d.Shadow, ShadowDecision{Rule: m.Rule.Name, Allow: w.Allow, Status: w.Status, Reason: w.Reason, Detail: w.Detail})
+		}
+	}
+	return d
+}
+
+// ShadowDecision is what a shadow rule would have decided.
+type ShadowDecision struct {
+	Rule   string
+	Allow  bool
+	Status int
+	Reason reason.Code
+	Detail string
+}
+
+// authOnce authenticates a request at most once, however many rules (the
+// deciding one and shadow ones) need its credential.
+type authOnce struct {
+	done   bool
+	claims *token.Claims
+	method string
+	err    error
+}
+
+func (a *authOnce) get(ctx context.Context, s *Snapshot, req *Request) (*token.Claims, string, error) {
+	if !a.done {
+		a.claims, a.method, a.err = s.authenticate(ctx, req)
+		a.done = true
+	}
+	return a.claims, a.method, a.err
+}
+
+// decideRule decides req as rule (nil: no rule matched) would.
+func (s *Snapshot) decideRule(ctx context.Context, req *Request, preq *policy.Request, rule *policy.Rule, params policy.Params, strip []string, auth *authOnce) Decision {
+	p := s.Policy
 	if rule == nil && p.Default == policy.DefaultDeny {
 		return deny(reason.NoRule, "no rule matches and default is deny", RuleDefault, len(req.Authorization) > 0)
 	}
@@ -298,7 +351,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	if rule != nil {
 		ruleName = rule.Name
 	}
-	claims, method, err := s.authenticate(ctx, req)
+	claims, method, err := auth.get(ctx, s, req)
 	if err != nil {
 		var re *reason.Error
 		if !errors.As(err, &re) {
@@ -313,6 +366,9 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	code, detail := s.checkAccount(claims, rule, method)
 	if code == "" && (method == MethodSession || method == methodOnlineCookie) {
 		code, detail = s.checkOrigin(claims.Issuer, req)
+	}
+	if code == "" {
+		code, detail = s.checkIssuerHost(claims.Issuer, preq.Host)
 	}
 	if code != "" {
 		d := deny(code, detail, ruleName, true)

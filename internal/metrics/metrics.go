@@ -42,6 +42,7 @@ type Recorder struct {
 	revocation      revocationMetrics
 	tls             tlsMetrics
 	logsSuppressed  *prometheus.CounterVec
+	policy          policyMetrics
 	reg             prometheus.Registerer
 }
 
@@ -101,9 +102,10 @@ func New(reg prometheus.Registerer) *Recorder {
 		tls:        newTLSMetrics(),
 		logsSuppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "decision_logs_suppressed_total",
-			Help: "Decision log lines not written because of the per-second caps, by kind (deny|allow).",
+			Help: "Decision log lines not written because of the per-second caps, by kind (deny|allow|shadow).",
 		}, []string{"kind"}),
-		reg: reg,
+		policy: newPolicyMetrics(),
+		reg:    reg,
 	}
 	// Pre-create the panic series so that an alert on their increase sees a zero first.
 	s.panics.WithLabelValues(string(TransportGRPC))
@@ -111,7 +113,7 @@ func New(reg prometheus.Registerer) *Recorder {
 	reg.MustRegister(s.decisions, s.checkDuration, s.jwksRefresh, s.jwksKeys, s.jwksLastSuccess,
 		s.jwksSuppressed, s.jwksSkipped, s.panics, s.policyInfo, s.policyReloads, s.ready, s.buildInfo,
 		s.revocation.age, s.revocation.entries, s.revocation.polls,
-		s.tls.handshakeErrors, s.tls.reloads, s.tls.notAfter, s.logsSuppressed,
+		s.tls.handshakeErrors, s.tls.reloads, s.tls.notAfter, s.logsSuppressed, s.policy.shadow, s.policy.fragment,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return s
 }

@@ -53,6 +53,18 @@ type Issuer struct {
 	// requests with them (canonical origins, scheme://host[:port]).
 	CookiePrefix   string
 	TrustedOrigins []string
+	// Hosts, when set, are the only hosts (patterns as a rule's) on which the
+	// issuer's credentials are accepted: a fragment's issuer gets the hosts the
+	// fragment claims. Empty: every host.
+	Hosts []string
+	// Fragment is the ID of the fragment that brought the issuer ("" for the
+	// base policy's).
+	Fragment string
+}
+
+// AcceptsHost reports whether the issuer's credentials count on host (canonical).
+func (is *Issuer) AcceptsHost(host string) bool {
+	return len(is.Hosts) == 0 || hostMatches(is.Hosts, host)
 }
 
 // Revocation is a validated RevocationConfig, defaults applied by the consumer:
@@ -89,6 +101,12 @@ type Policy struct {
 	Hash string
 	// Warnings are what Lint found: legal, but likely not what the author meant.
 	Warnings []string
+	// ScopedIssuers is true when an issuer accepts credentials on some hosts only.
+	ScopedIssuers bool
+	// Fragments are what became of the fragments Compose was given, in order.
+	Fragments []FragmentStatus
+	// HasShadow is true when a rule is in shadow mode (see Policy.Shadows).
+	HasShadow bool
 	// AuthMethodHeader is set on allow to how the request authenticated (jwt,
 	// session or api-key), and removed on anonymous allows.
 	AuthMethodHeader string
@@ -176,6 +194,7 @@ func Compile(c *Config) (*Policy, error) {
 		}
 		names[r.Name] = true
 		p.Rules = append(p.Rules, r)
+		p.HasShadow = p.HasShadow || r.Shadow
 	}
 	if err := checkCredentialOwners(p.Issuers); err != nil {
 		return nil, err
@@ -221,6 +240,13 @@ func compileRule(env *cel.Env, rc RuleConfig) (*Rule, error) {
 	r := &Rule{Name: rc.Name, Public: rc.Public, caseSensitive: rc.CaseSensitive}
 	if rc.Name == "" {
 		return nil, errors.New("name: required")
+	}
+	switch rc.Mode {
+	case "", "enforce":
+	case "shadow":
+		r.Shadow = true
+	default:
+		return nil, fmt.Errorf("mode: %q is not enforce or shadow", rc.Mode)
 	}
 	for _, m := range rc.Methods {
 		if !slices.Contains(knownMethods, m) {

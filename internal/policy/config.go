@@ -111,6 +111,11 @@ type IdentityConfig struct {
 // RuleConfig is one rule as written.
 type RuleConfig struct {
 	Name string `yaml:"name" jsonschema:"required,minLength=1"`
+	// Mode "shadow" evaluates the rule for every request it would decide and
+	// counts and logs that would-be decision, but decides the request as if the
+	// rule did not exist: how a new rule or condition is rolled out safely. ""
+	// (the default) and "enforce" decide.
+	Mode string `yaml:"mode" jsonschema:"enum=,enum=enforce,enum=shadow"`
 	// Methods the rule applies to (all when empty); GET includes HEAD.
 	Methods []string `yaml:"methods" jsonschema:"pattern=^[A-Z]+$"`
 	// Hosts the rule applies to (all when empty): exact names or "*.suffix".

@@ -31,6 +31,8 @@ type Rule struct {
 	StripCredentials bool
 	// When is the CEL condition as written ("" when none).
 	When string
+	// Shadow rules never decide: see RuleConfig.Mode.
+	Shadow bool
 
 	methods       []string
 	hosts         []string
@@ -51,24 +53,63 @@ type Request struct {
 	Path Path
 }
 
-// Match returns the first rule matching req, with the parameters it bound, or nil.
+// Match returns the first enforcing rule matching req, with the parameters it
+// bound, or nil. Shadow rules are skipped: see Shadows.
 func (p *Policy) Match(req *Request) (*Rule, Params) {
 	var ps Params
 	for _, r := range p.Rules {
-		if len(r.methods) > 0 && !slices.Contains(r.methods, req.Method) {
+		if r.Shadow {
 			continue
 		}
-		if len(r.hosts) > 0 && !hostMatches(r.hosts, req.Host) {
-			continue
-		}
-		for _, t := range r.paths {
-			var ok bool
-			if ps, ok = t.Match(req.Path.Segments, ps[:0]); ok {
-				return r, ps
-			}
+		if ps, ok := r.match(req, ps[:0]); ok {
+			return r, ps
 		}
 	}
 	return nil, nil
+}
+
+// ShadowMatch is a shadow rule that would have decided a request, with the
+// parameters it bound.
+type ShadowMatch struct {
+	Rule   *Rule
+	Params Params
+}
+
+// Shadows returns the shadow rules that would decide req if they were enforced:
+// those that match it before decider (the enforcing rule Match returned; nil
+// when none matched, and every matching shadow rule counts). It allocates only
+// when one matches, and policies without shadow rules (HasShadow false) need
+// not call it.
+func (p *Policy) Shadows(req *Request, decider *Rule) []ShadowMatch {
+	var out []ShadowMatch
+	for _, r := range p.Rules {
+		if r == decider {
+			break
+		}
+		if !r.Shadow {
+			continue
+		}
+		if ps, ok := r.match(req, nil); ok {
+			out = append(out, ShadowMatch{Rule: r, Params: ps})
+		}
+	}
+	return out
+}
+
+func (r *Rule) match(req *Request, ps Params) (Params, bool) {
+	if len(r.methods) > 0 && !slices.Contains(r.methods, req.Method) {
+		return nil, false
+	}
+	if len(r.hosts) > 0 && !hostMatches(r.hosts, req.Host) {
+		return nil, false
+	}
+	for _, t := range r.paths {
+		var ok bool
+		if ps, ok = t.Match(req.Path.Segments, ps[:0]); ok {
+			return ps, true
+		}
+	}
+	return nil, false
 }
 
 // ClaimSource reads a verified token's claims; token.ClaimSet is one.

@@ -30,8 +30,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/betterauth-extauthz/extauthz/internal/testkit"
 	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
+	"github.com/betterauth-extauthz/extauthz/test/e2e/stack"
 )
 
 // The bounds, against the median of the first sampled window after warm-up:
@@ -94,36 +94,13 @@ func TestSoak(t *testing.T) {
 	}
 	signer := func() *tokentest.Key { mu.Lock(); defer mu.Unlock(); return cur }
 
-	policy := filepath.Join(dir, "policy.yaml")
 	doc := fmt.Sprintf("issuers: [{betterAuthURL: %s, refreshInterval: 1m}]\nrules: [{name: tasks, paths: ['/api/{id}/tasks'], owner: {param: id, claim: uuid}}]\n", jwks.URL)
-	if err := os.WriteFile(policy, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addrs, err := testkit.FreeAddrs(3)
+	ext, err := stack.StartExtauthz(stack.Tools{Extauthz: bin}, dir, "extauthz", doc, stack.ExtauthzOptions{LogLevel: "warn", Args: []string{"--token-cache-entries", "20000"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	grpcAddr, admin := addrs[0], addrs[2]
-	logf, err := os.Create(filepath.Join(dir, "extauthz.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(bin, "serve", "--config", policy, "--grpc-addr", grpcAddr, "--http-addr", addrs[1], "--admin-addr", admin,
-		"--shutdown-delay", "0s", "--log-level", "warn", "--token-cache-entries", "20000")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	testkit.Eventually(t, "extauthz ready", 20*time.Second, func() bool {
-		resp, err := http.Get("http://" + admin + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	defer ext.Proc.Stop()
+	grpcAddr, admin, pid := ext.GRPC, ext.Admin, ext.Proc.Pid()
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -219,7 +196,7 @@ sampling:
 			t.Errorf("scrape: %v", err)
 			continue
 		}
-		rss, err := rssBytes(cmd.Process.Pid)
+		rss, err := rssBytes(pid)
 		if err != nil {
 			t.Fatalf("rss: %v", err)
 		}
