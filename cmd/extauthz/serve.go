@@ -32,6 +32,7 @@ import (
 // serveFlags are serve's flags; each may also come from an EXTAUTHZ_* variable.
 type serveFlags struct {
 	config, configMap, configMapKey, kubeconfig string
+	policySelector, policyNamespaces            string
 	grpcAddr, httpAddr, adminAddr               string
 	logLevel, realm                             string
 	shutdownDelay, shutdownTimeout              time.Duration
@@ -48,7 +49,9 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "policy file (YAML), watched for changes")
 	fs.StringVar(&f.configMap, "policy-configmap", "", "NAMESPACE/NAME (or NAME, in the pod's namespace) of a ConfigMap holding the policy, watched through the API server")
 	fs.StringVar(&f.configMapKey, "policy-key", k8s.DefaultKey, "key of the policy in the ConfigMap")
-	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for --policy-configmap (default: in-cluster service account)")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for --policy-configmap and --policy-selector (default: in-cluster service account)")
+	fs.StringVar(&f.policySelector, "policy-selector", "", "label selector of ConfigMaps holding policy fragments (under --policy-key), composed with the base policy")
+	fs.StringVar(&f.policyNamespaces, "policy-namespaces", "", "comma-separated namespaces to watch for --policy-selector (default: every namespace)")
 	fs.StringVar(&f.grpcAddr, "grpc-addr", ":9001", "Envoy ext_authz gRPC listen address")
 	fs.StringVar(&f.httpAddr, "http-addr", ":9002", "HTTP check listen address (Envoy HTTP, nginx, Traefik)")
 	fs.StringVar(&f.adminAddr, "admin-addr", ":9003", "admin listen address (/healthz, /readyz, /metrics)")
@@ -118,6 +121,30 @@ func configMapRef(ref string) (ns, name string, err error) {
 	return ns, ref, nil
 }
 
+// fragments is the fragment watcher --policy-selector asks for, or nil.
+func (f *serveFlags) fragments(log *slog.Logger) (*k8s.Fragments, error) {
+	if f.policySelector == "" {
+		if f.policyNamespaces != "" {
+			return nil, usageErr("--policy-namespaces needs --policy-selector")
+		}
+		return nil, nil
+	}
+	var namespaces []string
+	for _, ns := range strings.Split(f.policyNamespaces, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			namespaces = append(namespaces, ns)
+		}
+	}
+	if f.policyNamespaces != "" && len(namespaces) == 0 {
+		return nil, usageErr("--policy-namespaces %q lists no namespace", f.policyNamespaces)
+	}
+	rest, err := k8s.RESTConfig(f.kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes config: %w", err)
+	}
+	return k8s.NewFragments(k8s.FragmentsConfig{Selector: f.policySelector, Namespaces: namespaces, Key: f.configMapKey, REST: rest, Log: log})
+}
+
 // source is the policy source the flags name: a file, a ConfigMap, or the default
 // policy for BETTER_AUTH_URL.
 func (f *serveFlags) source(log *slog.Logger) (reload.Source, error) {
@@ -160,6 +187,10 @@ func cmdServe(args []string, stderr io.Writer) error {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 	src, err := f.source(log)
+	if err != nil {
+		return err
+	}
+	frags, err := f.fragments(log)
 	if err != nil {
 		return err
 	}
@@ -219,12 +250,16 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if tlsSrv != nil {
 		go tlsSrv.Run(ctx)
 	}
-	srv, err := server.New(server.Config{
+	scfg := server.Config{
 		Engine: e, Metrics: m, Gatherer: reg, Log: log,
 		GRPCAddr: f.grpcAddr, HTTPAddr: f.httpAddr, AdminAddr: f.adminAddr, Realm: f.realm,
 		ShutdownDelay: f.shutdownDelay, ShutdownTimeout: f.shutdownTimeout, Pprof: f.pprof,
 		TLS: tlsSrv, AdminTLS: f.adminTLS,
-	})
+	}
+	if frags != nil {
+		scfg.Fragments = r.FragmentStatuses
+	}
+	srv, err := server.New(scfg)
 	if err != nil {
 		return err
 	}
@@ -239,6 +274,14 @@ func cmdServe(args []string, stderr io.Writer) error {
 			failed(fmt.Errorf("policy source: %w", err))
 		}
 	}()
+	if frags != nil {
+		go func() {
+			if err := frags.Run(sctx, r); err != nil {
+				log.Error("policy fragment source failed; stopping", "error", err.Error())
+				failed(fmt.Errorf("policy fragments: %w", err))
+			}
+		}()
+	}
 	runErr := srv.Run(sctx)
 	if cause := context.Cause(sctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause

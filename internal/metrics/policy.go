@@ -48,3 +48,8 @@ func (s *Recorder) Fragments(applied map[string]bool) {
 		s.policy.fragment.WithLabelValues(id).Set(v)
 	}
 }
+
+// FragmentGauge returns one fragment's series, for tests.
+func (s *Recorder) FragmentGauge(id string) prometheus.Gauge {
+	return s.policy.fragment.WithLabelValues(id)
+}

@@ -51,9 +51,11 @@ type FragmentStatus struct {
 	Hash    string `json:"hash"`
 	Applied bool   `json:"applied"`
 	// Error says why it was rejected.
-	Error string   `json:"error,omitempty"`
-	Hosts []string `json:"hosts,omitempty"`
-	Rules int      `json:"rules"`
+	Error string `json:"error,omitempty"`
+	// Waiting: not composed yet, because no base policy is in force.
+	Waiting bool     `json:"waiting,omitempty"`
+	Hosts   []string `json:"hosts,omitempty"`
+	Rules   int      `json:"rules"`
 }
 
 // ParseFragment decodes a fragment as strictly as Parse does a policy.

@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -82,6 +84,7 @@ func validate(t *testing.T, s *jsonschema.Schema, doc string) error {
 func TestSchemaAgreesWithParse(t *testing.T) {
 	s := compiledSchema(t)
 	files, _ := filepath.Glob(filepath.Join("..", "..", "examples", "*.yaml"))
+	files = slices.DeleteFunc(files, func(f string) bool { return strings.HasSuffix(f, ".test.yaml") }) // case files
 	files = append(files, filepath.Join("..", "..", "deploy", "kustomize", "base", "policy.yaml"))
 	var docs []string
 	for _, f := range files {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -51,6 +52,15 @@ type Reloader struct {
 	mu      sync.Mutex // one Apply at a time, so swaps happen in arrival order
 	hash    string
 	inForce *built // the caches and feeds of the policy in force
+	// base is the base document in force (nil before the first), frags the
+	// fragments last received; together they make the policy in force.
+	base     []byte
+	baseHash string
+	frags    []policy.Fragment
+	// statuses are the fragments' of the policy in force; changed is closed
+	// (and replaced) when they change.
+	statuses []policy.FragmentStatus
+	changed  chan struct{}
 }
 
 // New returns a Reloader with no policy applied.
@@ -83,17 +93,75 @@ func (r *Reloader) Apply(ctx context.Context, u Update) Outcome {
 	}
 	// The informer's periodic resync and editors that rewrite a file unchanged send
 	// the same document again: recognise it before compiling anything.
-	if h := policy.Hash(u.Doc); h == r.hash {
-		return Outcome{Result: Unchanged, Hash: h}
+	if h := policy.Hash(u.Doc); h == r.baseHash {
+		return Outcome{Result: Unchanged, Hash: r.hash}
 	}
-	p, err := policy.Load(u.Doc)
+	out, _ := r.compose(ctx, log, u.Source, u.Doc, r.frags)
+	if out.Result == Applied {
+		r.base, r.baseHash = u.Doc, policy.Hash(u.Doc)
+	}
+	return out
+}
+
+// ApplyFragments makes frags the policy fragments (all of them: a fragment not
+// listed is gone) and recomposes the policy in force with them. It reports what
+// became of each; a rejected fragment changes nothing else. Before the first
+// base policy, every fragment waits.
+func (r *Reloader) ApplyFragments(ctx context.Context, source string, frags []policy.Fragment) []policy.FragmentStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.frags = frags
+	if r.base == nil {
+		out := make([]policy.FragmentStatus, len(frags))
+		for i, f := range frags {
+			out[i] = policy.FragmentStatus{ID: f.ID, Hash: policy.Hash(f.Doc), Waiting: true, Error: "no base policy is in force yet"}
+		}
+		r.setStatuses(out)
+		return out
+	}
+	_, st := r.compose(ctx, r.cfg.Log.With("source", source), source, r.base, frags)
+	return st
+}
+
+// compose builds the policy of base and frags and swaps it in, or refuses it. A
+// fragment whose issuer cannot be started (a JWKS cache refused) is rejected and
+// the rest tried again.
+func (r *Reloader) compose(ctx context.Context, log *slog.Logger, source string, base []byte, frags []policy.Fragment) (Outcome, []policy.FragmentStatus) {
+	p, err := policy.Compose(base, frags)
 	if err != nil {
-		return r.reject(log, u, err)
+		return r.reject(log, Update{Source: source}, err), nil
 	}
 	b, err := build(p, r.cfg.Pool, r.cfg.Feeds, r.cfg.Log, r.cfg.Verifier)
+	if err != nil && len(frags) > 0 {
+		r.retain(r.inForce)
+		frags = slices.Clone(frags)
+		for _, is := range p.Issuers {
+			if is.Fragment == "" {
+				continue
+			}
+			for i := range frags {
+				if frags[i].ID == is.Fragment {
+					frags[i].Err = fmt.Errorf("issuer %s: %w", is.Issuer, err)
+				}
+			}
+		}
+		if p, err = policy.Compose(base, frags); err == nil {
+			b, err = build(p, r.cfg.Pool, r.cfg.Feeds, r.cfg.Log, r.cfg.Verifier)
+		}
+	}
 	if err != nil {
 		r.retain(r.inForce) // stop what the failed build started
-		return r.reject(log, u, err)
+		return r.reject(log, Update{Source: source}, err), nil
+	}
+	defer r.setStatuses(p.Fragments)
+	for _, st := range p.Fragments {
+		if !st.Applied {
+			log.Warn("policy fragment rejected", "fragment", st.ID, "fragment_hash", st.Hash, "error", st.Error)
+		}
+	}
+	if p.Hash == r.hash {
+		r.retain(r.inForce)
+		return Outcome{Result: Unchanged, Hash: p.Hash}, p.Fragments
 	}
 	snap := b.snap
 	// Issuers shared with the old policy reuse their running caches (and keys); new
@@ -104,18 +172,62 @@ func (r *Reloader) Apply(ctx context.Context, u Update) Outcome {
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		// Shutting down: nothing to swap to, and nothing new to keep running.
 		r.retain(r.inForce)
-		return Outcome{Result: Rejected, Hash: r.hash, Err: fmt.Errorf("waiting for keys: %w", err)}
+		return Outcome{Result: Rejected, Hash: r.hash, Err: fmt.Errorf("waiting for keys: %w", err)}, nil
 	}
 	r.cfg.Engine.Swap(snap)
 	r.retain(b)
 	r.inForce = b
 	r.hash = p.Hash
-	r.cfg.Metrics.PolicyApplied(u.Source, p.Hash)
-	log.Info("policy applied", "hash", p.Hash, "issuers", len(p.Issuers), "rules", len(p.Rules), "warnings", len(p.Warnings))
+	r.cfg.Metrics.PolicyApplied(source, p.Hash)
+	log.Info("policy applied", "hash", p.Hash, "issuers", len(p.Issuers), "rules", len(p.Rules), "fragments", appliedCount(p.Fragments), "warnings", len(p.Warnings))
 	for _, w := range p.Warnings {
 		log.Warn("policy lint", "hash", p.Hash, "warning", w)
 	}
-	return Outcome{Result: Applied, Hash: p.Hash, Warnings: p.Warnings}
+	return Outcome{Result: Applied, Hash: p.Hash, Warnings: p.Warnings}, p.Fragments
+}
+
+// FragmentStatuses returns what became of each fragment in the policy in force,
+// and a channel closed when that changes.
+func (r *Reloader) FragmentStatuses() ([]policy.FragmentStatus, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.changed == nil {
+		r.changed = make(chan struct{})
+	}
+	return slices.Clone(r.statuses), r.changed
+}
+
+// setStatuses records the fragments' statuses (r.mu held), in metrics too.
+func (r *Reloader) setStatuses(sts []policy.FragmentStatus) {
+	r.cfg.Metrics.Fragments(fragmentStates(sts))
+	if slices.EqualFunc(sts, r.statuses, func(a, b policy.FragmentStatus) bool {
+		return a.ID == b.ID && a.Hash == b.Hash && a.Applied == b.Applied && a.Error == b.Error && a.Waiting == b.Waiting
+	}) {
+		return
+	}
+	r.statuses = slices.Clone(sts)
+	if r.changed != nil {
+		close(r.changed)
+	}
+	r.changed = make(chan struct{})
+}
+
+func fragmentStates(sts []policy.FragmentStatus) map[string]bool {
+	m := make(map[string]bool, len(sts))
+	for _, st := range sts {
+		m[st.ID] = st.Applied
+	}
+	return m
+}
+
+func appliedCount(sts []policy.FragmentStatus) int {
+	n := 0
+	for _, st := range sts {
+		if st.Applied {
+			n++
+		}
+	}
+	return n
 }
 
 // retain keeps b's caches and feeds running (nil: none) and stops the others.

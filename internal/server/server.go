@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,7 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/authz"
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
+	"github.com/betterauth-extauthz/extauthz/internal/policy"
 	"github.com/betterauth-extauthz/extauthz/internal/tlsconf"
 )
 
@@ -66,6 +68,9 @@ type Config struct {
 	// AdminTLS serves the admin listener over TLS too, with TLS's certificate and
 	// no client certificate (probes and scrapers present none).
 	AdminTLS bool
+	// Fragments, when set, reports the policy fragments (waiting ones too) on
+	// /debug/policy; *reload.Reloader's FragmentStatuses is one.
+	Fragments func() ([]policy.FragmentStatus, <-chan struct{})
 }
 
 // Server is a running extauthz.
@@ -249,6 +254,7 @@ func (s *Server) adminHandler() http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	mux.HandleFunc("GET /debug/policy", s.debugPolicy)
 	if s.cfg.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -256,4 +262,51 @@ func (s *Server) adminHandler() http.Handler {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
+}
+
+// policyState is what /debug/policy shows of the policy in force: names, hashes
+// and hosts, never a URL with its query, a secret file's path or a claim value.
+type policyState struct {
+	Hash      string                  `json:"hash"`
+	Issuers   []issuerState           `json:"issuers"`
+	Rules     []ruleState             `json:"rules"`
+	Fragments []policy.FragmentStatus `json:"fragments"`
+}
+
+type issuerState struct {
+	Issuer   string   `json:"issuer"`
+	Fragment string   `json:"fragment,omitempty"`
+	Hosts    []string `json:"hosts,omitempty"`
+}
+
+type ruleState struct {
+	Name   string `json:"name"`
+	Public bool   `json:"public,omitempty"`
+	Shadow bool   `json:"shadow,omitempty"`
+}
+
+func (s *Server) debugPolicy(w http.ResponseWriter, _ *http.Request) {
+	snap := s.engine.Current()
+	if snap == nil {
+		http.Error(w, "no policy in force", http.StatusServiceUnavailable)
+		return
+	}
+	p := snap.Policy
+	st := policyState{Hash: p.Hash, Issuers: []issuerState{}, Rules: []ruleState{}, Fragments: p.Fragments}
+	for _, is := range p.Issuers {
+		st.Issuers = append(st.Issuers, issuerState{Issuer: is.Issuer, Fragment: is.Fragment, Hosts: is.Hosts})
+	}
+	for _, r := range p.Rules {
+		st.Rules = append(st.Rules, ruleState{Name: r.Name, Public: r.Public, Shadow: r.Shadow})
+	}
+	if s.cfg.Fragments != nil {
+		st.Fragments, _ = s.cfg.Fragments()
+	}
+	if st.Fragments == nil {
+		st.Fragments = []policy.FragmentStatus{}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(st)
 }

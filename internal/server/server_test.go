@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,10 +16,14 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/betterauth-extauthz/extauthz/internal/engine"
 	"github.com/betterauth-extauthz/extauthz/internal/engine/enginetest"
+	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
+	"github.com/betterauth-extauthz/extauthz/internal/policy"
 	"github.com/betterauth-extauthz/extauthz/internal/server"
 	"github.com/betterauth-extauthz/extauthz/internal/testkit"
+	"github.com/betterauth-extauthz/extauthz/internal/token"
 	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
 )
 
@@ -139,5 +144,66 @@ func checkMetrics(t *testing.T, adminAddr, tok string) {
 	}
 	if strings.Contains(body, uuid) || strings.Contains(body, tok[:20]) {
 		t.Error("metrics contain a user id or token")
+	}
+}
+
+// TestDebugPolicy: the admin port shows the policy in force (hash, issuers,
+// rules, fragments) and nothing secret.
+func TestDebugPolicy(t *testing.T) {
+	e := engine.New(engine.Config{})
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	p, err := policy.Compose([]byte(`issuers: [{betterAuthURL: "https://auth.example.com", jwksURL: "https://auth.example.com/jwks?key=s3cret"}]
+rules: [{name: health, paths: [/healthz], public: true}, {name: next, mode: shadow, paths: [/x]}]
+`), []policy.Fragment{
+		{ID: "shop/policy", Doc: []byte("hosts: [shop.example.com]\nissuers: [{betterAuthURL: https://auth.shop.example.com}]\nrules: [{name: r, paths: [/a]}]\n")},
+		{ID: "evil/policy", Created: time.Unix(1, 0), Doc: []byte("hosts: [shop.example.com]\nrules: [{name: r, paths: [/a]}]\n")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{Engine: e, Log: log, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, admin := srv.Addrs()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	testkit.Eventually(t, "admin up", 5*time.Second, func() bool { c, _ := get(t, "http://"+admin+"/debug/policy"); return c == 503 })
+
+	snap, err := engine.NewSnapshot(p, engine.SameKeys(keyset.Static{}), token.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Swap(snap)
+	code, body := get(t, "http://"+admin+"/debug/policy")
+	if code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	var got struct {
+		Hash    string
+		Issuers []struct {
+			Issuer, Fragment string
+			Hosts            []string
+		}
+		Rules []struct {
+			Name   string
+			Shadow bool
+		}
+		Fragments []policy.FragmentStatus
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Hash != p.Hash || len(got.Issuers) != 2 || got.Issuers[1].Fragment != "shop/policy" || got.Issuers[1].Hosts[0] != "shop.example.com" ||
+		len(got.Rules) != 3 || !got.Rules[1].Shadow || got.Rules[2].Name != "shop/policy/r" {
+		t.Fatalf("debug/policy: %s", body)
+	}
+	if len(got.Fragments) != 2 || !got.Fragments[0].Applied || got.Fragments[1].Applied || !strings.Contains(got.Fragments[1].Error, "already owned") {
+		t.Fatalf("fragments: %+v", got.Fragments)
+	}
+	if strings.Contains(body, "s3cret") || strings.Contains(body, "jwks") {
+		t.Fatalf("debug/policy shows the JWKS URL: %s", body)
 	}
 }

@@ -1,0 +1,231 @@
+//go:build envtest
+
+package k8s_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/betterauth-extauthz/extauthz/internal/engine"
+	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
+	"github.com/betterauth-extauthz/extauthz/internal/k8s"
+	"github.com/betterauth-extauthz/extauthz/internal/metrics"
+	"github.com/betterauth-extauthz/extauthz/internal/reload"
+	"github.com/betterauth-extauthz/extauthz/internal/testkit"
+)
+
+const fragmentLabel = "extauthz.io/policy-fragment"
+
+func fragmentBase() string {
+	return fmt.Sprintf(`issuers: [{betterAuthURL: %s}]
+rules: [{name: health, paths: [/healthz], public: true}]
+default: deny
+`, jwksURL)
+}
+
+// fragmentDoc claims host and opens /probe there, under the rule name probe.
+func fragmentDoc(host string) string {
+	return fmt.Sprintf("hosts: [%s]\nrules: [{name: probe, paths: [/probe], public: true}]\n", host)
+}
+
+func putFragment(t *testing.T, ns, doc string, labelled bool) {
+	t.Helper()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "policy"}, Data: map[string]string{k8s.DefaultKey: doc}}
+	if labelled {
+		cm.Labels = map[string]string{fragmentLabel: "true"}
+	}
+	if _, err := cs.CoreV1().ConfigMaps(ns).Create(context.Background(), cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type fragmentInstance struct {
+	e *engine.Engine
+	r *reload.Reloader
+	m *metrics.Recorder
+}
+
+// watchFragments runs an engine with the base policy and a fragment watcher as
+// cfg's user; namespaces empty: all.
+func watchFragments(t *testing.T, cfg *rest.Config, namespaces ...string) *fragmentInstance {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	m := metrics.New(prometheus.NewRegistry())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	e := engine.New(engine.Config{Metrics: m, Log: log})
+	r, err := reload.New(reload.Config{Engine: e, Pool: jwkscache.NewPool(ctx, jwkscache.PoolConfig{Metrics: m}), Metrics: m, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := k8s.NewFragments(k8s.FragmentsConfig{Selector: fragmentLabel + "=true", Namespaces: namespaces, REST: cfg, Log: log, SyncTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		if err := src.Run(ctx, r); err != nil {
+			t.Error(err)
+		}
+	}()
+	// The base arrives after the fragments' first list, as it may in a Pod.
+	time.Sleep(300 * time.Millisecond)
+	if out := r.Apply(ctx, reload.Update{Source: "test", Doc: []byte(fragmentBase())}); out.Result != reload.Applied {
+		t.Fatalf("base: %+v", out)
+	}
+	t.Cleanup(func() { cancel(); <-stopped })
+	return &fragmentInstance{e: e, r: r, m: m}
+}
+
+func (in *fragmentInstance) probe(host string) engine.Decision {
+	return in.e.Decide(context.Background(), &engine.Request{Method: "GET", Host: host, Path: "/probe"})
+}
+
+// TestFragmentsPerNamespace: two teams' fragments apply, each on its own host; a
+// fragment claiming a host another owns, and an invalid one, are rejected with a
+// Warning Event on their own ConfigMap and change nothing else; an unlabelled
+// ConfigMap is ignored; deleting the owner hands its host to the next claimant.
+func TestFragmentsPerNamespace(t *testing.T) {
+	a, b, thief, broken, unlabelled := namespace(t), namespace(t), namespace(t), namespace(t), namespace(t)
+	hostA, hostB := a+".example.com", b+".example.com"
+	putFragment(t, a, fragmentDoc(hostA), true)
+	putFragment(t, b, fragmentDoc(hostB), true)
+	putFragment(t, unlabelled, fragmentDoc("unlabelled.example.com"), false)
+	in := watchFragments(t, admin)
+	testkit.Eventually(t, "both fragments applied", 10*time.Second, func() bool {
+		return in.probe(hostA).Rule == a+"/policy/probe" && in.probe(hostB).Rule == b+"/policy/probe"
+	})
+	testkit.Eventually(t, "PolicyApplied events", 5*time.Second, func() bool {
+		return len(events(t, a, "policy", k8s.ReasonApplied)) > 0 && len(events(t, b, "policy", k8s.ReasonApplied)) > 0
+	})
+	if d := in.probe("unlabelled.example.com"); d.Allow {
+		t.Fatalf("an unlabelled ConfigMap's fragment applied: %+v", d)
+	}
+
+	time.Sleep(1100 * time.Millisecond) // a later creationTimestamp (one-second resolution)
+	putFragment(t, thief, fragmentDoc(hostA), true)
+	putFragment(t, broken, "hosts: [broken.example.com]\nrules: [{name: probe, pahts: [/probe]}]\n", true)
+	for ns, want := range map[string]string{thief: "already owned by fragment " + a + "/policy", broken: "pahts"} {
+		testkit.Eventually(t, "PolicyRejected on "+ns, 10*time.Second, func() bool { return len(events(t, ns, "policy", k8s.ReasonRejected)) > 0 })
+		ev := events(t, ns, "policy", k8s.ReasonRejected)[0]
+		if ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Message, want) {
+			t.Errorf("%s: event %s %q, want a Warning mentioning %q", ns, ev.Type, ev.Message, want)
+		}
+	}
+	if da, db := in.probe(hostA), in.probe(hostB); da.Rule != a+"/policy/probe" || db.Rule != b+"/policy/probe" {
+		t.Fatalf("a rejected fragment changed the others: %+v %+v", da, db)
+	}
+	for id, want := range map[string]float64{a + "/policy": 1, b + "/policy": 1, thief + "/policy": 0, broken + "/policy": 0} {
+		if got := fragmentGauge(t, in.m, id); got != want {
+			t.Errorf("policy_fragment_applied{fragment=%q} = %v, want %v", id, got, want)
+		}
+	}
+	sts, _ := in.r.FragmentStatuses()
+	if len(sts) != 4 {
+		t.Fatalf("statuses %+v", sts)
+	}
+
+	if err := cs.CoreV1().ConfigMaps(a).Delete(context.Background(), "policy", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the host passes to the next claimant", 10*time.Second, func() bool { return in.probe(hostA).Rule == thief+"/policy/probe" })
+	testkit.Eventually(t, "PolicyApplied on the new owner", 5*time.Second, func() bool { return len(events(t, thief, "policy", k8s.ReasonApplied)) > 0 })
+	if d := in.probe("healthz"); d.Allow {
+		t.Fatalf("probe on a host nobody claims: %+v", d)
+	}
+}
+
+func fragmentGauge(t *testing.T, m *metrics.Recorder, id string) float64 {
+	t.Helper()
+	return testutil.ToFloat64(m.FragmentGauge(id))
+}
+
+// TestFragmentsInListedNamespacesOnly: with namespaces listed, a labelled
+// ConfigMap elsewhere is not watched.
+func TestFragmentsInListedNamespacesOnly(t *testing.T) {
+	in1, out := namespace(t), namespace(t)
+	putFragment(t, in1, fragmentDoc(in1+".example.com"), true)
+	putFragment(t, out, fragmentDoc(out+".example.com"), true)
+	in := watchFragments(t, admin, in1)
+	testkit.Eventually(t, "listed namespace applied", 10*time.Second, func() bool { return in.probe(in1 + ".example.com").Allow })
+	time.Sleep(500 * time.Millisecond)
+	if d := in.probe(out + ".example.com"); d.Allow {
+		t.Fatalf("a fragment outside the listed namespaces applied: %+v", d)
+	}
+}
+
+// TestShippedFragmentRoleIsEnoughAndNoMore: the kustomize component's ClusterRole
+// lets the watcher read fragments and write Events, and nothing more.
+func TestShippedFragmentRoleIsEnoughAndNoMore(t *testing.T) {
+	ns, team := namespace(t), namespace(t)
+	ctx := context.Background()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "kustomize", "components", "fragments", "rbac.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "extauthz"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		var meta metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatal(err)
+		}
+		switch meta.Kind {
+		case "ClusterRole":
+			var o rbacv1.ClusterRole
+			mustYAML(t, doc, &o)
+			o.Name += "-" + ns
+			_, err = cs.RbacV1().ClusterRoles().Create(ctx, &o, metav1.CreateOptions{})
+		case "ClusterRoleBinding":
+			var o rbacv1.ClusterRoleBinding
+			mustYAML(t, doc, &o)
+			o.Name += "-" + ns
+			o.RoleRef.Name += "-" + ns
+			o.Subjects[0].Namespace = ns // the kustomize base's namespace, here the test's
+			_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, &o, metav1.CreateOptions{})
+		default:
+			t.Fatalf("unexpected kind %q in rbac.yaml", meta.Kind)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	putFragment(t, team, fragmentDoc(team+".example.com"), true)
+	sa := rest.CopyConfig(admin)
+	sa.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":extauthz"}
+	in := watchFragments(t, sa)
+	testkit.Eventually(t, "fragment applied as the service account", 10*time.Second, func() bool { return in.probe(team + ".example.com").Allow })
+	testkit.Eventually(t, "event written as the service account", 5*time.Second, func() bool { return len(events(t, team, "policy", k8s.ReasonApplied)) > 0 })
+
+	saCS := kubernetes.NewForConfigOrDie(sa)
+	cm, _ := cs.CoreV1().ConfigMaps(team).Get(ctx, "policy", metav1.GetOptions{})
+	forbidden := map[string]error{}
+	_, forbidden["update a fragment"] = saCS.CoreV1().ConfigMaps(team).Update(ctx, cm, metav1.UpdateOptions{})
+	forbidden["delete a fragment"] = saCS.CoreV1().ConfigMaps(team).Delete(ctx, "policy", metav1.DeleteOptions{})
+	_, forbidden["list Secrets"] = saCS.CoreV1().Secrets(team).List(ctx, metav1.ListOptions{})
+	_, forbidden["list Events"] = saCS.CoreV1().Events(team).List(ctx, metav1.ListOptions{})
+	_, forbidden["list Pods"] = saCS.CoreV1().Pods(team).List(ctx, metav1.ListOptions{})
+	for what, err := range forbidden {
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("%s: %v, want Forbidden", what, err)
+		}
+	}
+}
