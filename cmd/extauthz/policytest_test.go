@@ -166,3 +166,39 @@ func TestPolicyTestRefusesWhatCannotRun(t *testing.T) {
 		t.Fatalf("empty folder: exit %d\n%s", code, out)
 	}
 }
+
+// TestServeFragmentFlags: the fragment flags refuse what cannot be meant before
+// anything starts.
+func TestServeFragmentFlags(t *testing.T) {
+	dir := t.TempDir()
+	kc := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kc, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: x}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pol := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(pol, []byte(testPolicy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--policy-namespaces", "a"}, 2, "needs --policy-selector"},
+		{[]string{"--policy-selector", "x=y", "--policy-namespaces", " , "}, 2, "lists no namespace"},
+		{[]string{"--policy-selector", "a in (", "--kubeconfig", kc}, 1, "label selector"},
+		{[]string{"--policy-selector", ",", "--kubeconfig", kc}, 1, "label selector"},
+		{[]string{"--policy-selector", "x=y", "--policy-namespaces", "a/b", "--kubeconfig", kc}, 1, "not a namespace"},
+	} {
+		code, out := runCLI(append([]string{"serve", "--config", pol, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, tc.args...)...)
+		if code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("%v: exit %d, want %d mentioning %q:\n%s", tc.args, code, tc.code, tc.want, out)
+		}
+	}
+}

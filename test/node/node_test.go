@@ -126,10 +126,27 @@ func TestChartOnARealNode(t *testing.T) {
 		return fmt.Sprintf(`{"issuers":[{"betterAuthURL":%q,"allowInsecureJWKS":true}],"rules":[%s{"name":"own-tasks","paths":["/api/{user_id}/tasks"],"owner":{"param":"user_id","claim":"uuid"}}],"default":"deny"}`, issuer, extraRule)
 	}
 	valuesFile := filepath.Join(dir, "values.json")
+	// helm test also runs these cases against the installed policy; fragments are
+	// watched in two team namespaces (a Role in each).
+	cases, _ := json.Marshal(map[string]string{"tasks.test.yaml": `cases:
+  - name: own tasks
+    request: {path: /api/` + uuidA + `/tasks}
+    token: {claims: {sub: alice, uuid: ` + uuidA + `}}
+    want: {decision: allow, rule: own-tasks}
+  - name: someone else's
+    request: {path: /api/71c0e039-6d8d-5394-b9e9-ac347e061fd0/tasks}
+    token: {claims: {sub: alice, uuid: ` + uuidA + `}}
+    want: {decision: deny, status: 403, reason: owner_mismatch}
+`})
+	for _, team := range []string{"team-a", "team-b"} {
+		run(t, time.Minute, kubectl, "create", "namespace", team)
+	}
 	writeValues := func(doc string) {
-		v := fmt.Sprintf(`{"image":{"repository":%q,"tag":"test","pullPolicy":"Never"},"policy":{"document":%s},
+		v := fmt.Sprintf(`{"image":{"repository":%q,"tag":"test","pullPolicy":"Never"},
+			"policy":{"document":%s,"fragments":{"enabled":true,"namespaces":["team-a","team-b"]}},
+			"helmTest":{"cases":%s},
 			"resources":{"requests":{"cpu":"10m","memory":"32Mi"},"limits":{"cpu":"500m","memory":"128Mi"}},
-			"shutdown":{"delay":"5s","timeout":"5s"},"terminationGracePeriodSeconds":20}`, image, doc)
+			"shutdown":{"delay":"5s","timeout":"5s"},"terminationGracePeriodSeconds":20}`, image, doc, cases)
 		if err := os.WriteFile(valuesFile, []byte(v), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -183,6 +200,7 @@ func TestChartOnARealNode(t *testing.T) {
 		return resp.StatusCode
 	}
 	testkit.Eventually(t, "allowed through Envoy and the cluster", 30*time.Second, func() bool { return get("/api/"+uuidA+"/tasks") == 200 })
+	fragmentsOnARealNode(t, dir, envoy.URL)
 	if c := get("/public/x"); c != 403 {
 		t.Fatalf("/public/x before the policy edit: %d, want 403", c)
 	}
@@ -262,6 +280,55 @@ func TestChartOnARealNode(t *testing.T) {
 		}
 		return n == 2
 	})
+}
+
+// fragmentsOnARealNode: a team's labelled ConfigMap opens /probe on its host
+// through the real Envoy; a second team claiming the same host is refused with
+// a Warning Event on its own ConfigMap, and the first keeps the host.
+func fragmentsOnARealNode(t *testing.T, dir, envoyURL string) {
+	t.Helper()
+	getHost := func(host, path string) int {
+		req, _ := http.NewRequest("GET", envoyURL+path, nil)
+		req.Host = host
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+		if err != nil {
+			return 0
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := getHost("team-a.example.com", "/probe"); c != 403 {
+		t.Fatalf("/probe before any fragment: %d, want 403", c)
+	}
+	apply := func(team, doc string) {
+		f := filepath.Join(dir, team+"-fragment.json")
+		cm, _ := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+			"metadata": map[string]any{"name": "policy", "namespace": team, "labels": map[string]string{"extauthz.io/policy-fragment": "true"}},
+			"data":     map[string]string{"policy.yaml": doc}})
+		if err := os.WriteFile(f, cm, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		run(t, time.Minute, kubectl, "apply", "-f", f)
+	}
+	apply("team-a", "hosts: [team-a.example.com]\nrules: [{name: probe, paths: [/probe], public: true}]\n")
+	t0 := time.Now()
+	testkit.Eventually(t, "team-a's fragment applied", 30*time.Second, func() bool { return getHost("team-a.example.com", "/probe") == 200 })
+	t.Logf("a fragment ConfigMap took effect through the real Envoy %s after kubectl apply", time.Since(t0).Round(100*time.Millisecond))
+	if c := getHost("team-b.example.com", "/probe"); c != 403 {
+		t.Errorf("/probe on another host: %d, want 403", c)
+	}
+	apply("team-b", "hosts: [TEAM-A.example.com]\nrules: [{name: probe, paths: [/probe]}]\n")
+	testkit.Eventually(t, "team-b's claim refused with an Event", 30*time.Second, func() bool {
+		out, _ := try(time.Minute, kubectl, "-n", "team-b", "get", "events", "--field-selector", "reason=PolicyRejected,involvedObject.name=policy", "-o", "jsonpath={.items[*].message}")
+		return strings.Contains(out, "already owned by fragment team-a/policy")
+	})
+	if c := getHost("team-a.example.com", "/probe"); c != 200 {
+		t.Errorf("team-a's host after team-b's claim: %d, want 200", c)
+	}
+	if out := run(t, time.Minute, kubectl, "-n", "team-a", "get", "events", "--field-selector", "reason=PolicyApplied", "-o", "name"); !strings.Contains(out, "event") {
+		t.Errorf("no PolicyApplied event on team-a's fragment")
+	}
 }
 
 type pod struct {
