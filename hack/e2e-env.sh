@@ -93,6 +93,16 @@ if [[ ! -x "$jaeger" ]]; then
     GOFLAGS=-mod=mod go build -o "$jaeger" github.com/jaegertracing/jaeger/cmd/jaeger >&2)
 fi
 
+# Caddy, for the forward_auth example (its module builds with go install).
+CADDY_VERSION=v2.11.9
+caddy="$CACHE/tools/caddy-$CADDY_VERSION/caddy"
+if [[ ! -x "$caddy" ]]; then
+  log "building caddy $CADDY_VERSION from the Go module proxy (once)"
+  t0=$(date +%s)
+  GOBIN="$(dirname "$caddy")" GOFLAGS=-mod=mod go install "github.com/caddyserver/caddy/v2/cmd/caddy@$CADDY_VERSION" >&2
+  log "caddy built in $(( $(date +%s) - t0 ))s"
+fi
+
 # The extauthz binary under test.
 mkdir -p "$root/bin"
 (cd "$root" && CGO_ENABLED=0 go build -trimpath -o bin/extauthz ./cmd/extauthz)
@@ -110,4 +120,5 @@ export E2E_EXAMPLE_BETTERAUTH=$ex
 export E2E_CHROMIUM=$(command -v chromium)
 export E2E_BROWSER_DIR=$br
 export E2E_JAEGER=$jaeger
+export E2E_CADDY=$caddy
 ENV

@@ -134,6 +134,10 @@ func cmdPolicyExplain(args []string, stdout io.Writer) error {
 	}
 	for _, sd := range d.Shadow {
 		// What the rule would do once enforced; it did not decide.
+		if sd.Unknown {
+			fmt.Fprintf(stdout, "shadow rule %s: unknown (%s)\n", sd.Rule, sd.Detail)
+			continue
+		}
 		fmt.Fprintf(stdout, "shadow rule %s: would %s %d", sd.Rule, strings.ToUpper(decisionWord(sd.Allow)), sd.Status)
 		if !sd.Allow {
 			fmt.Fprintf(stdout, " (reason %s: %s)", sd.Reason, sd.Detail)

@@ -130,7 +130,17 @@ func caseFiles(args []string) ([]string, error) {
 		slices.Sort(found)
 		out = append(out, found...)
 	}
-	return out, nil
+	// A file named twice (itself, and through its folder) runs once.
+	seen := map[string]bool{}
+	return slices.DeleteFunc(out, func(f string) bool {
+		key := filepath.Clean(f)
+		if abs, err := filepath.Abs(f); err == nil {
+			key = abs
+		}
+		dup := seen[key]
+		seen[key] = true
+		return dup
+	}), nil
 }
 
 func runCaseFile(file, defaultPolicy string, now timeFlag) ([]decisions.Result, error) {

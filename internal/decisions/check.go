@@ -1,6 +1,7 @@
 package decisions
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -11,6 +12,54 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
 )
+
+// check refuses request headers a case cannot mean: the host and the method and
+// path have fields of their own, and the dialects' forwarding headers are the
+// proxies' (a case would otherwise be decided for another host, silently).
+func (r Request) check() error {
+	for name := range r.Headers {
+		lower := strings.ToLower(name)
+		switch {
+		case lower == "host" || strings.HasPrefix(lower, ":"):
+			return fmt.Errorf("headers.%s: give the host as request.host (and the method and path as request.method and request.path)", name)
+		case strings.HasPrefix(lower, "x-forwarded-") && lower != "x-forwarded-for", strings.HasPrefix(lower, "x-original-"):
+			return fmt.Errorf("headers.%s: the proxy sets it; give request.host, request.method and request.path", name)
+		}
+	}
+	return nil
+}
+
+// check refuses a token described two ways: only one of them would be sent.
+func (t *Token) check() error {
+	var kinds []string
+	if t.Raw != "" {
+		kinds = append(kinds, "raw")
+	}
+	if t.Authorization != "" {
+		kinds = append(kinds, "authorization")
+	}
+	if t.Oversize {
+		kinds = append(kinds, "oversize")
+	}
+	if t.Header != nil {
+		kinds = append(kinds, "header")
+	}
+	if t.Cookie != nil {
+		kinds = append(kinds, "cookie")
+	}
+	signed := len(t.Claims) > 0 || len(t.Omit) > 0 || t.Key != ""
+	switch {
+	case len(kinds) > 1:
+		return fmt.Errorf("%s: give one of them", strings.Join(kinds, ", "))
+	case len(kinds) == 1 && kinds[0] != "header" && kinds[0] != "cookie" && signed:
+		return fmt.Errorf("%s is sent as it is: claims, omit and key would be ignored", kinds[0])
+	case len(kinds) == 1 && kinds[0] == "header" && t.Key != "":
+		return errors.New("header leaves the signature garbage: key would be ignored")
+	case len(kinds) == 1 && kinds[0] == "cookie" && t.Key != "":
+		return errors.New("cookie is signed with the table's key: key would be ignored")
+	}
+	return nil
+}
 
 // engineRequest builds what a front door would hand the engine for r.
 func (r Request) engineRequest() (*engine.Request, error) {
@@ -109,8 +158,12 @@ func (w Want) check(d engine.Decision) []Problem {
 			continue
 		}
 		s := d.Shadow[i]
-		if g := verdict(s.Allow); g != ws.Decision || ws.Reason != "" && string(s.Reason) != ws.Reason {
-			add("shadow "+ws.Rule, g+" "+string(s.Reason), ws.Decision+" "+ws.Reason, s.Detail)
+		g := verdict(s.Allow)
+		if s.Unknown {
+			g = "unknown"
+		}
+		if g != ws.Decision || string(s.Reason) != ws.Reason {
+			add("shadow "+ws.Rule, strings.TrimSpace(g+" "+string(s.Reason)), strings.TrimSpace(ws.Decision+" "+ws.Reason), s.Detail)
 		}
 	}
 	if w.NoShadow && len(d.Shadow) > 0 {

@@ -168,10 +168,12 @@ type Want struct {
 	NoShadow bool `yaml:"noShadow"`
 }
 
-// WantShadow is a shadow rule's would-be decision.
+// WantShadow is a shadow rule's would-be decision: allow, deny (with its
+// reason, which must match, as a case's own) or unknown (a credential only
+// Better Auth can check, which a shadow rule does not call).
 type WantShadow struct {
 	Rule     string `yaml:"rule"`
-	Decision string `yaml:"decision"` // allow or deny
+	Decision string `yaml:"decision"`
 	Reason   string `yaml:"reason"`
 }
 
@@ -215,6 +217,26 @@ func Parse(data []byte) (*Table, error) {
 			// A deny for the wrong reason (a missing host, a typo in a claim) would
 			// pass unnoticed.
 			return nil, fmt.Errorf("cases[%d] %q: a deny needs want.reason", i, c.Name)
+		}
+		for j, ws := range c.Want.Shadow {
+			switch {
+			case ws.Rule == "":
+				return nil, fmt.Errorf("cases[%d] %q: want.shadow[%d]: rule is required", i, c.Name, j)
+			case ws.Decision != "allow" && ws.Decision != "deny" && ws.Decision != "unknown":
+				return nil, fmt.Errorf("cases[%d] %q: want.shadow[%d]: decision must be allow, deny or unknown", i, c.Name, j)
+			case ws.Decision == "deny" && ws.Reason == "":
+				return nil, fmt.Errorf("cases[%d] %q: want.shadow[%d]: a deny needs a reason", i, c.Name, j)
+			case ws.Decision != "deny" && ws.Reason != "":
+				return nil, fmt.Errorf("cases[%d] %q: want.shadow[%d]: only a deny has a reason", i, c.Name, j)
+			}
+		}
+		if err := c.Request.check(); err != nil {
+			return nil, fmt.Errorf("cases[%d] %q: request: %w", i, c.Name, err)
+		}
+		if c.Token != nil {
+			if err := c.Token.check(); err != nil {
+				return nil, fmt.Errorf("cases[%d] %q: token: %w", i, c.Name, err)
+			}
 		}
 	}
 	return &t, nil

@@ -18,8 +18,16 @@ func TestParseIsStrict(t *testing.T) {
 		"policy: x\ncases: [{name: a, want: {decision: allow, staus: 200}}]\n": "staus",
 		"policy: x\n":            "no cases",
 		"policy: x\ncases: []\n": "no cases",
-		"policy: x\ncases: [{name: a, want: {decision: deny}}]\n":                  "needs want.reason",
-		"policy: x\ncases: [{name: a, want: {decision: allow}}]\n---\ncases: []\n": "more than one document",
+		"policy: x\ncases: [{name: a, want: {decision: deny}}]\n":                                                   "needs want.reason",
+		"policy: x\ncases: [{name: a, want: {decision: allow}}]\n---\ncases: []\n":                                  "more than one document",
+		"policy: x\ncases: [{name: a, want: {decision: allow, shadow: [{rule: r, decision: maybe}]}}]\n":            "allow, deny or unknown",
+		"policy: x\ncases: [{name: a, want: {decision: allow, shadow: [{rule: r, decision: deny}]}}]\n":             "a deny needs a reason",
+		"policy: x\ncases: [{name: a, want: {decision: allow, shadow: [{rule: r, decision: allow, reason: x}]}}]\n": "only a deny",
+		"policy: x\ncases: [{name: a, want: {decision: allow, shadow: [{decision: allow}]}}]\n":                     "rule is required",
+		"policy: x\ncases: [{name: a, request: {headers: {Host: a.example.com}}, want: {decision: allow}}]\n":       "request.host",
+		"policy: x\ncases: [{name: a, request: {headers: {X-Forwarded-Uri: /x}}, want: {decision: allow}}]\n":       "the proxy sets it",
+		"policy: x\ncases: [{name: a, token: {raw: abc, claims: {sub: a}}, want: {decision: allow}}]\n":             "would be ignored",
+		"policy: x\ncases: [{name: a, token: {raw: abc, authorization: Basic x}, want: {decision: allow}}]\n":       "give one of them",
 	} {
 		if _, err := decisions.Parse([]byte(doc)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want it to mention %q", doc, err, want)

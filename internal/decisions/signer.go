@@ -91,7 +91,7 @@ func (s *signer) authorization(t *Token, p *policy.Policy) (string, error) {
 func (t *Token) claimSet(now time.Time, p *policy.Policy) (map[string]any, error) {
 	c := map[string]any{"iat": now.Unix(), "exp": now.Add(15 * time.Minute).Unix()}
 	if len(p.Issuers) > 0 {
-		c["iss"], c["aud"] = p.Issuers[0].Issuer, p.Issuers[0].Issuer
+		c["iss"], c["aud"] = p.Issuers[0].Issuer, p.Issuers[0].Audiences[0]
 	}
 	for k, v := range t.Claims {
 		if d, ok := v.(string); ok && (k == "exp" || k == "nbf" || k == "iat") {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -36,8 +37,21 @@ func onlineMethod(m string) bool {
 	return m == methodOnlineCookie || m == methodOnlineBearer || m == MethodAPIKey
 }
 
+// noOnline marks the context of a shadow rule's evaluation: it never calls
+// get-session, so that a rule that does not decide adds no outbound call and no
+// latency (a shadow rule before a public one would otherwise check every API key
+// online).
+type noOnline struct{}
+
+// errOnlineSkipped is what a shadow rule gets for a credential only Better Auth
+// can check: its would-be decision is unknown.
+var errOnlineSkipped = errors.New("the credential is checked online, which a shadow rule does not do")
+
 // checkOnline verifies a credential at its issuer's get-session.
 func (s *Snapshot) checkOnline(ctx context.Context, is *policy.Issuer, c online.Credential, method string) (*token.Claims, string, error) {
+	if ctx.Value(noOnline{}) != nil {
+		return nil, "", errOnlineSkipped
+	}
 	v := s.Online[is.Issuer]
 	if v == nil {
 		return nil, "", reason.Errorf(reason.SessionUnavailable, "no get-session check for %s", is.Issuer)

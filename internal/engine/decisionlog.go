@@ -97,7 +97,7 @@ func (e *Engine) logAllow(ctx context.Context, transport metrics.Transport, req 
 func (e *Engine) logShadow(ctx context.Context, transport metrics.Transport, req *Request, d Decision, sd ShadowDecision) {
 	e.log.LogAttrs(ctx, slog.LevelInfo, "shadow",
 		slog.String("rule", sd.Rule),
-		slog.String("would", decisionName(sd.Allow)),
+		slog.String("would", shadowWould(sd)),
 		slog.Int("would_status", sd.Status),
 		slog.String("would_reason", string(sd.Reason)),
 		slog.String("would_detail", reason.Clip(sd.Detail, maxLogDetail)),

@@ -203,7 +203,7 @@ func (e *Engine) Check(ctx context.Context, transport metrics.Transport, req *Re
 	}
 	e.metrics.Decision(transport, d.Allow, string(d.Reason), d.Rule, took, tracing.TraceID(ctx))
 	for _, sd := range d.Shadow {
-		e.metrics.Shadow(sd.Rule, sd.Allow, string(sd.Reason))
+		e.metrics.Shadow(sd.Rule, shadowWould(sd), string(sd.Reason))
 		if ok, _ := e.shadows.allow(shadowKey, start); ok {
 			e.logShadow(ctx, transport, req, d, sd)
 		} else {
@@ -232,6 +232,13 @@ func (e *Engine) Check(ctx context.Context, transport metrics.Transport, req *Re
 		}
 	}
 	return d
+}
+
+func shadowWould(sd ShadowDecision) string {
+	if sd.Unknown {
+		return "unknown"
+	}
+	return decisionName(sd.Allow)
 }
 
 func decisionName(allow bool) string {
@@ -304,9 +311,13 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	var auth authOnce
 	d := s.decideRule(ctx, req, preq, rule, params, strip, &auth)
 	if p.HasShadow {
-		for _, m := range p.Shadows(preq, rule) {
-			w := s.decideRule(ctx, req, preq, m.Rule, m.Params, strip, &auth)
-			d.Shadow = append(d.Shadow, ShadowDecision{Rule: m.Rule.Name, Allow: w.Allow, Status: w.Status, Reason: w.Reason, Detail: w.Detail})
+		if shadows := p.Shadows(preq, rule); len(shadows) > 0 {
+			sctx := context.WithValue(ctx, noOnline{}, true)
+			for _, m := range shadows {
+				w := s.decideRule(sctx, req, preq, m.Rule, m.Params, strip, &auth)
+				d.Shadow = append(d.Shadow, ShadowDecision{Rule: m.Rule.Name, Allow: w.Allow, Unknown: w.Status == 0,
+					Status: w.Status, Reason: w.Reason, Detail: w.Detail})
+			}
 		}
 	}
 	return d
@@ -314,11 +325,14 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 
 // ShadowDecision is what a shadow rule would have decided.
 type ShadowDecision struct {
-	Rule   string
-	Allow  bool
-	Status int
-	Reason reason.Code
-	Detail string
+	Rule  string
+	Allow bool
+	// Unknown: the credential is one only Better Auth can check (an API key, a
+	// session without its cookie cache), and a shadow rule makes no such call.
+	Unknown bool
+	Status  int
+	Reason  reason.Code
+	Detail  string
 }
 
 // authOnce authenticates a request at most once, however many rules (the
@@ -352,6 +366,9 @@ func (s *Snapshot) decideRule(ctx context.Context, req *Request, preq *policy.Re
 		ruleName = rule.Name
 	}
 	claims, method, err := auth.get(ctx, s, req)
+	if errors.Is(err, errOnlineSkipped) {
+		return Decision{Rule: ruleName, Detail: err.Error()} // Status 0: unknown (shadow rules only)
+	}
 	if err != nil {
 		var re *reason.Error
 		if !errors.As(err, &re) {

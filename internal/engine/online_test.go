@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -78,5 +79,39 @@ rules:
 		if got["x-user-id"] != "u-1" || got["x-user-uuid"] != uuidA || got["x-session-id"] != "s-1" || got["x-auth-method"] != tc.method {
 			t.Errorf("%s: headers %v", tc.name, got)
 		}
+	}
+}
+
+// TestShadowRulesCallNoBetterAuth: a shadow rule before a public rule never
+// makes the public request wait for get-session: an API key is not checked for
+// it (its would-be decision is unknown), while a rule that decides still checks it.
+func TestShadowRulesCallNoBetterAuth(t *testing.T) {
+	var calls atomic.Int64
+	ba := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		_, _ = w.Write([]byte("null"))
+	}))
+	defer ba.Close()
+	doc := `
+issuers:
+  - betterAuthURL: ` + ba.URL + `
+    credentials: [jwt, apiKey]
+rules:
+  - {name: docs-v2, mode: shadow, paths: ["/docs/**"]}
+  - {name: docs, paths: ["/docs/**"], public: true}
+  - {name: api, paths: ["/api/**"]}
+`
+	e, _ := enginetest.New(t, doc, now, nil, nil)
+	for i := range 3 {
+		d := e.Decide(context.Background(), &engine.Request{Method: "GET", Host: "a.example.com", Path: "/docs/x", APIKey: fmt.Sprintf("random-%d", i)})
+		if !d.Allow || d.Rule != "docs" || len(d.Shadow) != 1 || !d.Shadow[0].Unknown {
+			t.Fatalf("decision %+v", d)
+		}
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("%d get-session calls for a shadow rule", n)
+	}
+	if d := e.Decide(context.Background(), &engine.Request{Method: "GET", Host: "a.example.com", Path: "/api/x", APIKey: "k"}); d.Allow || calls.Load() != 1 {
+		t.Fatalf("an enforcing rule: %+v, %d calls", d, calls.Load())
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/betterauth-extauthz/extauthz/internal/policy"
+	"github.com/betterauth-extauthz/extauthz/internal/reason"
 )
 
 // FragmentsConfig says which ConfigMaps hold policy fragments.
@@ -44,6 +45,10 @@ type FragmentsConfig struct {
 	// (DefaultSettle when zero).
 	Settle time.Duration
 }
+
+// maxEventError bounds the rejection reason in an Event (the API server keeps
+// messages of about 1 KiB).
+const maxEventError = 900
 
 // DefaultSettle is how long a burst of fragment changes is gathered.
 const DefaultSettle = 200 * time.Millisecond
@@ -233,7 +238,11 @@ func (f *Fragments) record(rec record.EventRecorder, sts []policy.FragmentStatus
 			rec.Eventf(cm, corev1.EventTypeNormal, ReasonApplied, "fragment %s applied (resourceVersion %s): %d rule(s) for %s",
 				st.Hash, cm.ResourceVersion, st.Rules, strings.Join(st.Hosts, ", "))
 		} else {
-			rec.Eventf(cm, corev1.EventTypeWarning, ReasonRejected, "fragment %s rejected; the other fragments are unaffected: %s", st.Hash, st.Error)
+			kept := "no version of it is in force"
+			if st.InForce != "" {
+				kept = "its last good version " + st.InForce + " stays in force"
+			}
+			rec.Eventf(cm, corev1.EventTypeWarning, ReasonRejected, "fragment %s rejected (%s; the other fragments are unaffected): %s", st.Hash, kept, reason.Clip(st.Error, maxEventError))
 		}
 	}
 	for id := range recorded {

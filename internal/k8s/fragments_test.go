@@ -33,11 +33,14 @@ import (
 
 const fragmentLabel = "extauthz.io/policy-fragment"
 
-func fragmentBase() string {
-	return fmt.Sprintf(`issuers: [{betterAuthURL: %s}]
-rules: [{name: health, paths: [/healthz], public: true}]
-default: deny
-`, jwksURL)
+// fragmentBase delegates <ns>.example.com to each namespace.
+func fragmentBase(namespaces []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "issuers: [{betterAuthURL: %s}]\nrules: [{name: health, paths: [/healthz], public: true}]\ndefault: deny\nfragments:\n", jwksURL)
+	for _, ns := range namespaces {
+		fmt.Fprintf(&b, "  %s: [%s.example.com]\n", ns, ns)
+	}
+	return b.String()
 }
 
 // fragmentDoc claims host and opens /probe there, under the rule name probe.
@@ -45,9 +48,9 @@ func fragmentDoc(host string) string {
 	return fmt.Sprintf("hosts: [%s]\nrules: [{name: probe, paths: [/probe], public: true}]\n", host)
 }
 
-func putFragment(t *testing.T, ns, doc string, labelled bool) {
+func putFragment(t *testing.T, ns, name, doc string, labelled bool) {
 	t.Helper()
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "policy"}, Data: map[string]string{k8s.DefaultKey: doc}}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{k8s.DefaultKey: doc}}
 	if labelled {
 		cm.Labels = map[string]string{fragmentLabel: "true"}
 	}
@@ -62,9 +65,10 @@ type fragmentInstance struct {
 	m *metrics.Recorder
 }
 
-// watchFragments runs an engine with the base policy and a fragment watcher as
-// cfg's user; namespaces empty: all.
-func watchFragments(t *testing.T, cfg *rest.Config, namespaces ...string) *fragmentInstance {
+// watchFragments runs an engine with the base policy (delegating <ns>.example.com
+// to each of delegated) and a fragment watcher as cfg's user; namespaces empty:
+// all.
+func watchFragments(t *testing.T, cfg *rest.Config, delegated []string, namespaces ...string) *fragmentInstance {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	m := metrics.New(prometheus.NewRegistry())
@@ -87,7 +91,7 @@ func watchFragments(t *testing.T, cfg *rest.Config, namespaces ...string) *fragm
 	}()
 	// The base arrives after the fragments' first list, as it may in a Pod.
 	time.Sleep(300 * time.Millisecond)
-	if out := r.Apply(ctx, reload.Update{Source: "test", Doc: []byte(fragmentBase())}); out.Result != reload.Applied {
+	if out := r.Apply(ctx, reload.Update{Source: "test", Doc: []byte(fragmentBase(delegated))}); out.Result != reload.Applied {
 		t.Fatalf("base: %+v", out)
 	}
 	t.Cleanup(func() { cancel(); <-stopped })
@@ -99,55 +103,76 @@ func (in *fragmentInstance) probe(host string) engine.Decision {
 }
 
 // TestFragmentsPerNamespace: two teams' fragments apply, each on its own host; a
-// fragment claiming a host another owns, and an invalid one, are rejected with a
+// fragment claiming a host not delegated to its namespace, one claiming a host an
+// older fragment of its namespace owns, and an invalid one are rejected with a
 // Warning Event on their own ConfigMap and change nothing else; an unlabelled
-// ConfigMap is ignored; deleting the owner hands its host to the next claimant.
+// ConfigMap is ignored; deleting the owner hands its host to the next claimant of
+// its namespace.
 func TestFragmentsPerNamespace(t *testing.T) {
 	a, b, thief, broken, unlabelled := namespace(t), namespace(t), namespace(t), namespace(t), namespace(t)
 	hostA, hostB := a+".example.com", b+".example.com"
-	putFragment(t, a, fragmentDoc(hostA), true)
-	putFragment(t, b, fragmentDoc(hostB), true)
-	putFragment(t, unlabelled, fragmentDoc("unlabelled.example.com"), false)
-	in := watchFragments(t, admin)
+	putFragment(t, a, "policy", fragmentDoc(hostA), true)
+	putFragment(t, b, "policy", fragmentDoc(hostB), true)
+	putFragment(t, unlabelled, "policy", fragmentDoc(unlabelled+".example.com"), false)
+	in := watchFragments(t, admin, []string{a, b, thief, broken, unlabelled})
 	testkit.Eventually(t, "both fragments applied", 10*time.Second, func() bool {
 		return in.probe(hostA).Rule == a+"/policy/probe" && in.probe(hostB).Rule == b+"/policy/probe"
 	})
 	testkit.Eventually(t, "PolicyApplied events", 5*time.Second, func() bool {
 		return len(events(t, a, "policy", k8s.ReasonApplied)) > 0 && len(events(t, b, "policy", k8s.ReasonApplied)) > 0
 	})
-	if d := in.probe("unlabelled.example.com"); d.Allow {
+	if d := in.probe(unlabelled + ".example.com"); d.Allow {
 		t.Fatalf("an unlabelled ConfigMap's fragment applied: %+v", d)
 	}
 
 	time.Sleep(1100 * time.Millisecond) // a later creationTimestamp (one-second resolution)
-	putFragment(t, thief, fragmentDoc(hostA), true)
-	putFragment(t, broken, "hosts: [broken.example.com]\nrules: [{name: probe, pahts: [/probe]}]\n", true)
-	for ns, want := range map[string]string{thief: "already owned by fragment " + a + "/policy", broken: "pahts"} {
-		testkit.Eventually(t, "PolicyRejected on "+ns, 10*time.Second, func() bool { return len(events(t, ns, "policy", k8s.ReasonRejected)) > 0 })
-		ev := events(t, ns, "policy", k8s.ReasonRejected)[0]
-		if ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Message, want) {
-			t.Errorf("%s: event %s %q, want a Warning mentioning %q", ns, ev.Type, ev.Message, want)
+	putFragment(t, thief, "policy", fragmentDoc(hostA), true)
+	putFragment(t, a, "policy-2", fragmentDoc(hostA), true)
+	putFragment(t, broken, "policy", "hosts: ["+broken+".example.com]\nrules: [{name: probe, pahts: [/probe]}]\n", true)
+	for _, tc := range []struct{ ns, name, want string }{
+		{thief, "policy", "not delegated to namespace"},
+		{a, "policy-2", "already owned by fragment " + a + "/policy"},
+		{broken, "policy", "pahts"},
+	} {
+		testkit.Eventually(t, "PolicyRejected on "+tc.ns+"/"+tc.name, 10*time.Second, func() bool { return len(events(t, tc.ns, tc.name, k8s.ReasonRejected)) > 0 })
+		ev := events(t, tc.ns, tc.name, k8s.ReasonRejected)[0]
+		if ev.Type != corev1.EventTypeWarning || !strings.Contains(ev.Message, tc.want) {
+			t.Errorf("%s/%s: event %s %q, want a Warning mentioning %q", tc.ns, tc.name, ev.Type, ev.Message, tc.want)
 		}
 	}
 	if da, db := in.probe(hostA), in.probe(hostB); da.Rule != a+"/policy/probe" || db.Rule != b+"/policy/probe" {
 		t.Fatalf("a rejected fragment changed the others: %+v %+v", da, db)
 	}
-	for id, want := range map[string]float64{a + "/policy": 1, b + "/policy": 1, thief + "/policy": 0, broken + "/policy": 0} {
+	for id, want := range map[string]float64{a + "/policy": 1, b + "/policy": 1, thief + "/policy": 0, a + "/policy-2": 0, broken + "/policy": 0} {
 		if got := fragmentGauge(t, in.m, id); got != want {
 			t.Errorf("policy_fragment_applied{fragment=%q} = %v, want %v", id, got, want)
 		}
 	}
 	sts, _ := in.r.FragmentStatuses()
-	if len(sts) != 4 {
+	if len(sts) != 5 {
 		t.Fatalf("statuses %+v", sts)
+	}
+
+	// A bad edit of an applied fragment keeps its last good version in force.
+	cm, err := cs.CoreV1().ConfigMaps(b).Get(context.Background(), "policy", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data[k8s.DefaultKey] = "hosts: [" + hostB + "]\nrules: [{name: probe, paths: [/probe], public: ture}]\n"
+	if _, err := cs.CoreV1().ConfigMaps(b).Update(context.Background(), cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "PolicyRejected on the bad edit", 10*time.Second, func() bool { return len(events(t, b, "policy", k8s.ReasonRejected)) > 0 })
+	if d := in.probe(hostB); !d.Allow || d.Rule != b+"/policy/probe" {
+		t.Fatalf("a bad edit took the last good version out: %+v", d)
 	}
 
 	if err := cs.CoreV1().ConfigMaps(a).Delete(context.Background(), "policy", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	testkit.Eventually(t, "the host passes to the next claimant", 10*time.Second, func() bool { return in.probe(hostA).Rule == thief+"/policy/probe" })
-	testkit.Eventually(t, "PolicyApplied on the new owner", 5*time.Second, func() bool { return len(events(t, thief, "policy", k8s.ReasonApplied)) > 0 })
-	if d := in.probe("healthz"); d.Allow {
+	testkit.Eventually(t, "the host passes to the next claimant", 10*time.Second, func() bool { return in.probe(hostA).Rule == a+"/policy-2/probe" })
+	testkit.Eventually(t, "PolicyApplied on the new owner", 5*time.Second, func() bool { return len(events(t, a, "policy-2", k8s.ReasonApplied)) > 0 })
+	if d := in.probe(thief + ".example.com"); d.Allow {
 		t.Fatalf("probe on a host nobody claims: %+v", d)
 	}
 }
@@ -161,9 +186,9 @@ func fragmentGauge(t *testing.T, m *metrics.Recorder, id string) float64 {
 // ConfigMap elsewhere is not watched.
 func TestFragmentsInListedNamespacesOnly(t *testing.T) {
 	in1, out := namespace(t), namespace(t)
-	putFragment(t, in1, fragmentDoc(in1+".example.com"), true)
-	putFragment(t, out, fragmentDoc(out+".example.com"), true)
-	in := watchFragments(t, admin, in1)
+	putFragment(t, in1, "policy", fragmentDoc(in1+".example.com"), true)
+	putFragment(t, out, "policy", fragmentDoc(out+".example.com"), true)
+	in := watchFragments(t, admin, []string{in1, out}, in1)
 	testkit.Eventually(t, "listed namespace applied", 10*time.Second, func() bool { return in.probe(in1 + ".example.com").Allow })
 	time.Sleep(500 * time.Millisecond)
 	if d := in.probe(out + ".example.com"); d.Allow {
@@ -208,10 +233,10 @@ func TestShippedFragmentRoleIsEnoughAndNoMore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	putFragment(t, team, fragmentDoc(team+".example.com"), true)
+	putFragment(t, team, "policy", fragmentDoc(team+".example.com"), true)
 	sa := rest.CopyConfig(admin)
 	sa.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":extauthz"}
-	in := watchFragments(t, sa)
+	in := watchFragments(t, sa, []string{team})
 	testkit.Eventually(t, "fragment applied as the service account", 10*time.Second, func() bool { return in.probe(team + ".example.com").Allow })
 	testkit.Eventually(t, "event written as the service account", 5*time.Second, func() bool { return len(events(t, team, "policy", k8s.ReasonApplied)) > 0 })
 

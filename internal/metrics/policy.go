@@ -12,7 +12,7 @@ func newPolicyMetrics() policyMetrics {
 	return policyMetrics{
 		shadow: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "shadow_decisions_total",
-			Help: "What shadow rules would have decided, by rule, would-be decision (allow|deny) and reason; they never change a decision.",
+			Help: "What shadow rules would have decided, by rule, would-be decision (allow|deny|unknown) and reason; they never change a decision.",
 		}, []string{"rule", "would", "reason"}),
 		fragment: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "policy_fragment_applied",
@@ -21,14 +21,11 @@ func newPolicyMetrics() policyMetrics {
 	}
 }
 
-// Shadow counts one would-be decision of a shadow rule.
-func (s *Recorder) Shadow(rule string, allow bool, reason string) {
+// Shadow counts one would-be decision of a shadow rule: would is allow, deny or
+// unknown (a credential only Better Auth can check).
+func (s *Recorder) Shadow(rule, would, reason string) {
 	if s == nil {
 		return
-	}
-	would := "deny"
-	if allow {
-		would = "allow"
 	}
 	s.policy.shadow.WithLabelValues(rule, would, reason).Inc()
 }

@@ -103,6 +103,9 @@ type Policy struct {
 	Warnings []string
 	// ScopedIssuers is true when an issuer accepts credentials on some hosts only.
 	ScopedIssuers bool
+	// Delegated maps a namespace to the canonical host patterns its fragments
+	// may claim (Config.Fragments).
+	Delegated map[string][]string
 	// Fragments are what became of the fragments Compose was given, in order.
 	Fragments []FragmentStatus
 	// HasShadow is true when a rule is in shadow mode (see Policy.Shadows).
@@ -142,6 +145,13 @@ func Hash(data []byte) string {
 
 // Compile validates c and builds a Policy. Errors name the rule and field.
 func Compile(c *Config) (*Policy, error) {
+	return compile(c, true)
+}
+
+// compile is Compile, with lint or without (Compose lints each part alone:
+// rules of different fragments never overlap, and comparing them all pairwise
+// would grow with the square of every team's rules).
+func compile(c *Config, doLint bool) (*Policy, error) {
 	p := &Policy{Leeway: token.DefaultLeeway, AllowPreflight: c.CORS.AllowPreflight}
 	if c.Leeway != nil {
 		if *c.Leeway < 0 || *c.Leeway > 10*time.Minute {
@@ -199,12 +209,17 @@ func Compile(c *Config) (*Policy, error) {
 	if err := checkCredentialOwners(p.Issuers); err != nil {
 		return nil, err
 	}
+	if p.Delegated, err = compileDelegation(c.Fragments); err != nil {
+		return nil, err
+	}
 	p.ClaimNames, p.AllClaims = claimsUsed(p)
 	// Always ours: set on every authenticated allow, removed on every other, so a
 	// client's copy never reaches the backend whatever the credentials.
 	p.AuthMethodHeader = AuthMethodHeader
 	p.HeaderSpellings = append(p.HeaderSpellings, spellings(AuthMethodHeader)...)
-	p.Warnings = lint(p)
+	if doLint {
+		p.Warnings = lint(p)
+	}
 	return p, nil
 }
 

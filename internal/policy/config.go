@@ -31,6 +31,10 @@ type Config struct {
 	CORS CORSConfig `yaml:"cors"`
 	// Leeway is the allowed clock skew for exp/nbf/iat (default 30s).
 	Leeway *time.Duration `yaml:"leeway"`
+	// Fragments delegates hosts to namespaces: namespace → the host patterns
+	// (exact or "*.suffix") its policy fragments may claim. A namespace not
+	// listed may claim none, and no two namespaces may be given overlapping hosts.
+	Fragments map[string][]string `yaml:"fragments"`
 }
 
 // IssuerConfig is one Better Auth deployment.

@@ -12,7 +12,20 @@ import (
 // default. So an owner rule next to `default: authenticated`, or followed by a rule
 // whose paths overlap its own, likely lets another user's data through; so does an
 // earlier rule that takes some of its requests first.
+// maxWarnings bounds what lint reports: the overlap checks compare rules pairwise,
+// and a policy (or a team's fragment) of many similar rules must not make
+// megabytes of warnings.
+const maxWarnings = 50
+
 func lint(p *Policy) []string {
+	out := lintAll(p)
+	if len(out) > maxWarnings {
+		out = append(out[:maxWarnings], fmt.Sprintf("lint stopped after %d warnings", maxWarnings))
+	}
+	return out
+}
+
+func lintAll(p *Policy) []string {
 	var out []string
 	for i, r := range p.Rules {
 		if r.Owner == nil {
@@ -29,6 +42,9 @@ func lint(p *Policy) []string {
 				r.Name))
 		}
 		for _, earlier := range p.Rules[:i] {
+			if len(out) > maxWarnings {
+				return out
+			}
 			if earlier.Owner == nil && methodsOverlap(earlier, r) && overlaps(earlier, r) {
 				out = append(out, fmt.Sprintf(
 					"rule %q checks ownership, but the earlier rule %q matches some of the same requests: first match wins, so those never reach the ownership check",
@@ -36,6 +52,9 @@ func lint(p *Policy) []string {
 			}
 		}
 		for _, later := range p.Rules[i+1:] {
+			if len(out) > maxWarnings {
+				return out
+			}
 			if overlaps(r, later) {
 				out = append(out, fmt.Sprintf(
 					"rule %q checks ownership, but the later rule %q matches some of the same paths: requests %q does not match (other methods or hosts) fall through to %q",

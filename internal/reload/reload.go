@@ -6,6 +6,7 @@
 package reload
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -61,6 +62,9 @@ type Reloader struct {
 	// (and replaced) when they change.
 	statuses []policy.FragmentStatus
 	changed  chan struct{}
+	// lastGood is each fragment's last version in force, kept while a new
+	// version of it is rejected.
+	lastGood map[string][]byte
 }
 
 // New returns a Reloader with no policy applied.
@@ -127,6 +131,12 @@ func (r *Reloader) ApplyFragments(ctx context.Context, source string, frags []po
 // fragment whose issuer cannot be started (a JWKS cache refused) is rejected and
 // the rest tried again.
 func (r *Reloader) compose(ctx context.Context, log *slog.Logger, source string, base []byte, frags []policy.Fragment) (Outcome, []policy.FragmentStatus) {
+	frags = slices.Clone(frags)
+	for i := range frags {
+		if good, ok := r.lastGood[frags[i].ID]; ok && !bytes.Equal(good, frags[i].Doc) {
+			frags[i].Fallback = good
+		}
+	}
 	p, err := policy.Compose(base, frags)
 	if err != nil {
 		return r.reject(log, Update{Source: source}, err), nil
@@ -134,7 +144,6 @@ func (r *Reloader) compose(ctx context.Context, log *slog.Logger, source string,
 	b, err := build(p, r.cfg.Pool, r.cfg.Feeds, r.cfg.Log, r.cfg.Verifier)
 	if err != nil && len(frags) > 0 {
 		r.retain(r.inForce)
-		frags = slices.Clone(frags)
 		for _, is := range p.Issuers {
 			if is.Fragment == "" {
 				continue
@@ -154,6 +163,7 @@ func (r *Reloader) compose(ctx context.Context, log *slog.Logger, source string,
 		return r.reject(log, Update{Source: source}, err), nil
 	}
 	defer r.setStatuses(p.Fragments)
+	r.remember(frags, p.Fragments)
 	for _, st := range p.Fragments {
 		if !st.Applied {
 			log.Warn("policy fragment rejected", "fragment", st.ID, "fragment_hash", st.Hash, "error", st.Error)
@@ -184,6 +194,24 @@ func (r *Reloader) compose(ctx context.Context, log *slog.Logger, source string,
 		log.Warn("policy lint", "hash", p.Hash, "warning", w)
 	}
 	return Outcome{Result: Applied, Hash: p.Hash, Warnings: p.Warnings}, p.Fragments
+}
+
+// remember keeps the version of each fragment that is in force (r.mu held).
+func (r *Reloader) remember(frags []policy.Fragment, sts []policy.FragmentStatus) {
+	docs := make(map[string][]byte, len(frags))
+	for _, f := range frags {
+		docs[f.ID] = f.Doc
+	}
+	good := make(map[string][]byte, len(sts))
+	for _, st := range sts {
+		switch {
+		case st.Applied:
+			good[st.ID] = docs[st.ID]
+		case st.InForce != "":
+			good[st.ID] = r.lastGood[st.ID]
+		}
+	}
+	r.lastGood = good
 }
 
 // FragmentStatuses returns what became of each fragment in the policy in force,

@@ -154,9 +154,10 @@ func TestDebugPolicy(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	p, err := policy.Compose([]byte(`issuers: [{betterAuthURL: "https://auth.example.com", jwksURL: "https://auth.example.com/jwks?key=s3cret"}]
 rules: [{name: health, paths: [/healthz], public: true}, {name: next, mode: shadow, paths: [/x]}]
+fragments: {shop: [shop.example.com]}
 `), []policy.Fragment{
 		{ID: "shop/policy", Doc: []byte("hosts: [shop.example.com]\nissuers: [{betterAuthURL: https://auth.shop.example.com}]\nrules: [{name: r, paths: [/a]}]\n")},
-		{ID: "evil/policy", Created: time.Unix(1, 0), Doc: []byte("hosts: [shop.example.com]\nrules: [{name: r, paths: [/a]}]\n")},
+		{ID: "shop/later", Created: time.Unix(1, 0), Doc: []byte("hosts: [shop.example.com]\nrules: [{name: r, paths: [/a]}]\n")},
 	})
 	if err != nil {
 		t.Fatal(err)

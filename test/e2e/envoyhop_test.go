@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,8 +20,10 @@ import (
 )
 
 // BenchmarkEnvoyHop measures what the ext_authz hop adds to a request through a real
-// Envoy: the shipped examples/envoy/envoy.yaml in front of a trivial backend, against
-// the same file with the ext_authz filter taken out. Both get Alice's warm token.
+// Envoy: the shipped examples/envoy/envoy.yaml (gRPC) and envoy-http.yaml (HTTP
+// mode) in front of a trivial backend, against the same file with the ext_authz
+// filter taken out; and Caddy's shipped forward_auth Caddyfile against the same
+// Caddyfile without forward_auth. All get Alice's warm token.
 //
 //	make bench-envoy
 func BenchmarkEnvoyHop(b *testing.B) {
@@ -36,6 +39,21 @@ func BenchmarkEnvoyHop(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer without.Proc.Stop()
+	withHTTP, err := stack.StartEnvoyHTTP(tools, dir, "envoy-http-with", st.Extauthz.HTTP, backend)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer withHTTP.Proc.Stop()
+	caddy, err := stack.StartCaddy(tools, dir, "caddy-with", st.Extauthz.HTTP, backend)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer caddy.Proc.Stop()
+	caddyWithout, err := startCaddyWithoutForwardAuth(dir, backend)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer caddyWithout.Proc.Stop()
 	tok, err := userA.Token()
 	if err != nil {
 		b.Fatal(err)
@@ -44,7 +62,8 @@ func BenchmarkEnvoyHop(b *testing.B) {
 	for _, v := range []struct {
 		name string
 		base string
-	}{{"without-ext_authz", without.URL}, {"with-ext_authz", with.URL}} {
+	}{{"without-ext_authz", without.URL}, {"with-ext_authz", with.URL}, {"with-ext_authz-http", withHTTP.URL},
+		{"caddy-without-forward_auth", caddyWithout.URL}, {"caddy-with-forward_auth", caddy.URL}} {
 		b.Run(v.name, func(b *testing.B) {
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 5 * time.Second}
 			req, _ := http.NewRequest("GET", v.base+url, nil)
@@ -117,4 +136,31 @@ func startEnvoyWithoutExtAuthz(dir, backend string) (*stack.Envoy, error) {
 	t := tools
 	t.ExampleDir = exdir
 	return stack.StartEnvoy(t, dir, "envoy-without", "127.0.0.1:9", backend)
+}
+
+// startCaddyWithoutForwardAuth runs the shipped Caddyfile with its forward_auth
+// block removed.
+func startCaddyWithoutForwardAuth(dir, backend string) (*stack.Caddy, error) {
+	raw, err := os.ReadFile(filepath.Join(tools.ExampleDir, "caddy", "Caddyfile"))
+	if err != nil {
+		return nil, err
+	}
+	src := string(raw)
+	start := strings.Index(src, "\tforward_auth ")
+	end := strings.Index(src[max(start, 0):], "\n\t}\n")
+	if start < 0 || end < 0 {
+		return nil, fmt.Errorf("no forward_auth block in the Caddyfile")
+	}
+	exdir := filepath.Join(dir, "examples-caddy-without")
+	if err := os.MkdirAll(filepath.Join(exdir, "caddy"), 0o755); err != nil {
+		return nil, err
+	}
+	// Keep a forward_auth line for StartCaddy to move, inside a comment.
+	out := src[:start] + "\t# forward_auth 127.0.0.1:9002 {\n" + src[start+end+len("\n\t}\n"):]
+	if err := os.WriteFile(filepath.Join(exdir, "caddy", "Caddyfile"), []byte(out), 0o600); err != nil {
+		return nil, err
+	}
+	t := tools
+	t.ExampleDir = exdir
+	return stack.StartCaddy(t, dir, "caddy-without", "127.0.0.1:9", backend)
 }

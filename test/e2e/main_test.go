@@ -68,10 +68,17 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// proxies are the two front proxies every scenario runs through.
+// proxies are the front proxies every scenario runs through, each with its
+// shipped example: Envoy over gRPC, nginx auth_request, Envoy's HTTP mode and
+// Caddy's forward_auth.
 func proxies() map[string]string {
-	return map[string]string{"envoy": st.Envoy.URL, "nginx": st.Nginx.URL}
+	return map[string]string{"envoy": st.Envoy.URL, "nginx": st.Nginx.URL, "envoy-http": st.EnvoyHTTP.URL, "caddy": st.Caddy.URL}
 }
+
+// removes reports whether a proxy removes request headers extauthz names (Envoy,
+// in both modes); nginx and Caddy only overwrite identity headers by name, so
+// extauthz refuses what they would have to remove.
+func removes(proxy string) bool { return proxy == "envoy" || proxy == "envoy-http" }
 
 type answer struct {
 	status int

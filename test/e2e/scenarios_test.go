@@ -224,3 +224,41 @@ func TestBackendCreatesTaskForOwner(t *testing.T) {
 		t.Fatalf("list: %s", a.body)
 	}
 }
+
+// TestForgedHeaderForAbsentClaimIsRemoved: when the token lacks the claim an
+// identity header is for, extauthz sets no header, and the client's copy must
+// still not reach the backend, through every shipped proxy: Envoy removes it
+// (x-envoy-auth-headers-to-remove in HTTP mode), nginx sets it from an empty
+// variable, Caddy's copy_headers deletes it before copying.
+func TestForgedHeaderForAbsentClaimIsRemoved(t *testing.T) {
+	doc := strings.Replace(stack.Policy(st.BetterAuth.URL, ""), "x-user-email: email", "x-user-email: workEmail", 1)
+	if doc == stack.Policy(st.BetterAuth.URL, "") {
+		t.Fatal("the stack's policy no longer maps x-user-email")
+	}
+	c, err := stack.StartChain(tools, workDir, "absent-claim", doc, st.Recorder.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	tok := token(t, userA)
+	for name, base := range c.Proxies() {
+		t.Run(name, func(t *testing.T) {
+			h := bearer(tok)
+			h["X-User-Email"] = userB.Email
+			marker := "/api/" + userA.UUID + "/tasks?absent=" + name
+			if a := call(t, "GET", base+marker, h); a.status != 200 {
+				t.Fatalf("status %d %s", a.status, a.body)
+			}
+			seen, ok := st.Recorder.Last(func(s stack.Seen) bool { return s.Path == marker })
+			if !ok {
+				t.Fatal("backend saw nothing")
+			}
+			if got := seen.Header.Values("X-User-Email"); len(got) != 0 {
+				t.Fatalf("backend saw the client's x-user-email %q for a claim the token lacks", got)
+			}
+			if got := seen.Header.Values("X-User-Uuid"); len(got) != 1 || got[0] != userA.UUID {
+				t.Fatalf("backend saw x-user-uuid %q", got)
+			}
+		})
+	}
+}

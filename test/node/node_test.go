@@ -123,7 +123,8 @@ func TestChartOnARealNode(t *testing.T) {
 	defer jwks.Close()
 	issuer := "http://" + ln.Addr().String()
 	policy := func(extraRule string) string {
-		return fmt.Sprintf(`{"issuers":[{"betterAuthURL":%q,"allowInsecureJWKS":true}],"rules":[%s{"name":"own-tasks","paths":["/api/{user_id}/tasks"],"owner":{"param":"user_id","claim":"uuid"}}],"default":"deny"}`, issuer, extraRule)
+		return fmt.Sprintf(`{"issuers":[{"betterAuthURL":%q,"allowInsecureJWKS":true}],"rules":[%s{"name":"own-tasks","paths":["/api/{user_id}/tasks"],"owner":{"param":"user_id","claim":"uuid"}}],"default":"deny",
+			"fragments":{"team-a":["team-a.example.com"],"team-b":["team-b.example.com"]}}`, issuer, extraRule)
 	}
 	valuesFile := filepath.Join(dir, "values.json")
 	// helm test also runs these cases against the installed policy; fragments are
@@ -282,9 +283,9 @@ func TestChartOnARealNode(t *testing.T) {
 	})
 }
 
-// fragmentsOnARealNode: a team's labelled ConfigMap opens /probe on its host
-// through the real Envoy; a second team claiming the same host is refused with
-// a Warning Event on its own ConfigMap, and the first keeps the host.
+// fragmentsOnARealNode: a team's labelled ConfigMap opens /probe on the host the
+// base delegates to it, through the real Envoy; a second team claiming that host
+// is refused with a Warning Event on its own ConfigMap, and the first keeps it.
 func fragmentsOnARealNode(t *testing.T, dir, envoyURL string) {
 	t.Helper()
 	getHost := func(host, path string) int {
@@ -321,7 +322,7 @@ func fragmentsOnARealNode(t *testing.T, dir, envoyURL string) {
 	apply("team-b", "hosts: [TEAM-A.example.com]\nrules: [{name: probe, paths: [/probe]}]\n")
 	testkit.Eventually(t, "team-b's claim refused with an Event", 30*time.Second, func() bool {
 		out, _ := try(time.Minute, kubectl, "-n", "team-b", "get", "events", "--field-selector", "reason=PolicyRejected,involvedObject.name=policy", "-o", "jsonpath={.items[*].message}")
-		return strings.Contains(out, "already owned by fragment team-a/policy")
+		return strings.Contains(out, `not delegated to namespace \"team-b\"`) || strings.Contains(out, `not delegated to namespace "team-b"`)
 	})
 	if c := getHost("team-a.example.com", "/probe"); c != 200 {
 		t.Errorf("team-a's host after team-b's claim: %d, want 200", c)

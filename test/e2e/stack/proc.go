@@ -44,6 +44,8 @@ type Tools struct {
 	Chromium, BrowserDir string
 	// Jaeger is Jaeger v2, an OpenTelemetry trace receiver with a query API.
 	Jaeger string
+	// Caddy runs the forward_auth example.
+	Caddy string
 }
 
 // ToolsFromEnv reads the E2E_* variables that `make e2e` sets, and fails with a clear
@@ -62,6 +64,7 @@ func ToolsFromEnv() (Tools, error) {
 		Chromium:               os.Getenv("E2E_CHROMIUM"),
 		BrowserDir:             os.Getenv("E2E_BROWSER_DIR"),
 		Jaeger:                 os.Getenv("E2E_JAEGER"),
+		Caddy:                  os.Getenv("E2E_CADDY"),
 	}
 	var missing []string
 	check := func(name, path string) {
@@ -81,6 +84,7 @@ func ToolsFromEnv() (Tools, error) {
 	check("E2E_CHROMIUM", t.Chromium)
 	check("E2E_BROWSER_DIR", t.BrowserDir)
 	check("E2E_JAEGER", t.Jaeger)
+	check("E2E_CADDY", t.Caddy)
 	if len(missing) > 0 {
 		return t, fmt.Errorf("end-to-end tools missing: %v; run them through `make e2e`, which installs and sets them", missing)
 	}

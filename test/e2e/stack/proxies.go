@@ -43,6 +43,8 @@ type EnvoyExample struct {
 	// Listen is the listener's port; a free one when zero.
 	Listen                int
 	ExtauthzGRPC, Backend string
+	// ExtauthzHTTP is where the HTTP-mode example (envoy-http.yaml) finds extauthz.
+	ExtauthzHTTP string
 	// Replace maps strings of the file to what the test needs (folders).
 	Replace map[string]string
 	// Edit, when set, changes the parsed config before Envoy gets it.
@@ -62,10 +64,19 @@ func StartEnvoyExample(t Tools, dir, name string, ex EnvoyExample) (*Envoy, erro
 		return nil, err
 	}
 	admin := FreePort()
-	cfg, err := moveEnvoyPorts(string(src), map[string]string{
-		"8080": fmt.Sprint(ex.Listen), "9901": fmt.Sprint(admin),
-		"9001": portOf(ex.ExtauthzGRPC), "8000": portOf(ex.Backend),
-	})
+	ports := map[string]string{"8080": fmt.Sprint(ex.Listen), "9901": fmt.Sprint(admin), "8000": portOf(ex.Backend)}
+	replace := map[string]string{}
+	if ex.ExtauthzGRPC != "" {
+		ports["9001"] = portOf(ex.ExtauthzGRPC)
+	}
+	if ex.ExtauthzHTTP != "" {
+		ports["9002"] = portOf(ex.ExtauthzHTTP)
+		replace["http://127.0.0.1:9002"] = "http://" + ex.ExtauthzHTTP
+	}
+	cfg, err := moveEnvoyPorts(string(src), ports)
+	if err == nil {
+		cfg, err = movePorts(cfg, replace)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("examples/envoy/%s: %w", ex.File, err)
 	}
@@ -155,6 +166,56 @@ func StartNginxWith(t Tools, dir, name, extauthzHTTP, backend string, replace ma
 		return nil, err
 	}
 	return n, nil
+}
+
+// StartEnvoyHTTP runs the shipped examples/envoy/envoy-http.yaml (Envoy's HTTP
+// ext_authz against extauthz's /envoy endpoint) with its ports moved.
+func StartEnvoyHTTP(t Tools, dir, name, extauthzHTTP, backend string) (*Envoy, error) {
+	return StartEnvoyExample(t, dir, name, EnvoyExample{File: "envoy-http.yaml", ExtauthzHTTP: extauthzHTTP, Backend: backend})
+}
+
+// Caddy is a running Caddy.
+type Caddy struct {
+	URL  string
+	Proc *Proc
+}
+
+// StartCaddy runs the shipped examples/caddy/Caddyfile (forward_auth to extauthz's
+// /traefik endpoint) with its ports moved.
+func StartCaddy(t Tools, dir, name, extauthzHTTP, backend string) (*Caddy, error) {
+	src, err := os.ReadFile(filepath.Join(t.ExampleDir, "caddy", "Caddyfile"))
+	if err != nil {
+		return nil, err
+	}
+	listen := FreePort()
+	cfg, err := movePorts(string(src), map[string]string{
+		"http://:8082 {":                fmt.Sprintf("http://:%d {", listen),
+		"forward_auth 127.0.0.1:9002 {": "forward_auth " + extauthzHTTP + " {",
+		"reverse_proxy 127.0.0.1:8000":  "reverse_proxy " + backend,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("examples/caddy/Caddyfile: %w", err)
+	}
+	home := filepath.Join(dir, name)
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(home, "Caddyfile")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	// Caddy keeps its state under the XDG folders: the test's, not the user's.
+	env := []string{"XDG_CONFIG_HOME=" + filepath.Join(home, "config"), "XDG_DATA_HOME=" + filepath.Join(home, "data")}
+	p, err := Start(dir, name, env, t.Caddy, "run", "--config", path, "--adapter", "caddyfile")
+	if err != nil {
+		return nil, err
+	}
+	c := &Caddy{URL: fmt.Sprintf("http://127.0.0.1:%d", listen), Proc: p}
+	if err := WaitTCP(p, c.URL[len("http://"):], 15*time.Second); err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return c, nil
 }
 
 // StartFastAPI runs examples/fastapi with uvicorn and returns its address.

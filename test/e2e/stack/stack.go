@@ -16,8 +16,12 @@ type Stack struct {
 	Backend  *Proc
 	Recorder *Recorder
 	Extauthz *Extauthz
-	Envoy    *Envoy
-	Nginx    *Nginx
+	// Envoy (gRPC), Nginx, EnvoyHTTP (Envoy's HTTP mode) and Caddy run the shipped
+	// examples in front of the Recorder.
+	Envoy     *Envoy
+	Nginx     *Nginx
+	EnvoyHTTP *Envoy
+	Caddy     *Caddy
 
 	procs []*Proc
 }
@@ -134,6 +138,14 @@ func Up(t Tools, dir string, foreign bool) (s *Stack, err error) {
 		return s, err
 	}
 	s.procs = append(s.procs, s.Nginx.Proc)
+	if s.EnvoyHTTP, err = StartEnvoyHTTP(t, dir, "envoy-http", s.Extauthz.HTTP, s.Recorder.Addr); err != nil {
+		return s, err
+	}
+	s.procs = append(s.procs, s.EnvoyHTTP.Proc)
+	if s.Caddy, err = StartCaddy(t, dir, "caddy", s.Extauthz.HTTP, s.Recorder.Addr); err != nil {
+		return s, err
+	}
+	s.procs = append(s.procs, s.Caddy.Proc)
 	return s, nil
 }
 
@@ -150,10 +162,18 @@ func (s *Stack) Down() {
 // Chain is a second set of extauthz, Envoy and nginx, with its own policy, in front
 // of the same backend: for scenarios that need a policy other than the stack's.
 type Chain struct {
-	Extauthz *Extauthz
-	Envoy    *Envoy
-	Nginx    *Nginx
-	procs    []*Proc
+	Extauthz  *Extauthz
+	Envoy     *Envoy
+	Nginx     *Nginx
+	EnvoyHTTP *Envoy
+	Caddy     *Caddy
+	procs     []*Proc
+}
+
+// Proxies are the chain's front proxies by name: envoy (gRPC), nginx, envoy-http
+// and caddy.
+func (c *Chain) Proxies() map[string]string {
+	return map[string]string{"envoy": c.Envoy.URL, "nginx": c.Nginx.URL, "envoy-http": c.EnvoyHTTP.URL, "caddy": c.Caddy.URL}
 }
 
 // StartChain serves policyDoc through the shipped Envoy and nginx examples to the
@@ -177,6 +197,14 @@ func StartChain(t Tools, dir, name, policyDoc, backend string) (c *Chain, err er
 		return c, err
 	}
 	c.procs = append(c.procs, c.Nginx.Proc)
+	if c.EnvoyHTTP, err = StartEnvoyHTTP(t, dir, name+"-envoy-http", c.Extauthz.HTTP, backend); err != nil {
+		return c, err
+	}
+	c.procs = append(c.procs, c.EnvoyHTTP.Proc)
+	if c.Caddy, err = StartCaddy(t, dir, name+"-caddy", c.Extauthz.HTTP, backend); err != nil {
+		return c, err
+	}
+	c.procs = append(c.procs, c.Caddy.Proc)
 	return c, nil
 }
 
