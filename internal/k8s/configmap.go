@@ -73,23 +73,39 @@ func NewConfigMap(cfg Config) (*ConfigMap, error) {
 	if cfg.REST == nil {
 		return nil, errors.New("k8s: REST config is required")
 	}
-	if cfg.Key == "" {
-		cfg.Key = DefaultKey
+	cs, err := setup(cfg.REST, &cfg.Key, &cfg.Component, &cfg.Log, &cfg.SyncTimeout)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Log == nil {
-		cfg.Log = slog.Default()
+	return &ConfigMap{cfg: cfg, client: cs, source: "configmap:" + cfg.Namespace + "/" + cfg.Name}, nil
+}
+
+// setup applies the defaults every watcher shares and builds the API client.
+func setup(rc *rest.Config, key, component *string, log **slog.Logger, sync *time.Duration) (kubernetes.Interface, error) {
+	if *key == "" {
+		*key = DefaultKey
 	}
-	if cfg.Component == "" {
-		cfg.Component = "extauthz"
+	if *log == nil {
+		*log = slog.Default()
 	}
-	if cfg.SyncTimeout <= 0 {
-		cfg.SyncTimeout = DefaultSyncTimeout
+	if *component == "" {
+		*component = "extauthz"
 	}
-	cs, err := kubernetes.NewForConfig(cfg.REST)
+	if *sync <= 0 {
+		*sync = DefaultSyncTimeout
+	}
+	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	return &ConfigMap{cfg: cfg, client: cs, source: "configmap:" + cfg.Namespace + "/" + cfg.Name}, nil
+	return cs, nil
+}
+
+// recorder writes Events to namespace ("": each object's own) until stop.
+func recorder(ctx context.Context, client kubernetes.Interface, namespace, component string) (rec record.EventRecorder, stop func()) {
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events(namespace)})
+	return broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component}), broadcaster.Shutdown
 }
 
 // RESTConfig returns the API server config: from kubeconfig when given, else
@@ -107,10 +123,8 @@ func RESTConfig(kubeconfig string) (*rest.Config, error) {
 // when the first list does not succeed within SyncTimeout; after that the
 // informer rides out API server outages itself.
 func (c *ConfigMap) Run(ctx context.Context, apply reload.ApplyFunc) error {
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events(c.cfg.Namespace)})
-	defer broadcaster.Shutdown()
-	rec := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: c.cfg.Component})
+	rec, stopEvents := recorder(ctx, c.client, c.cfg.Namespace, c.cfg.Component)
+	defer stopEvents()
 
 	factory := informers.NewSharedInformerFactoryWithOptions(c.client, 10*time.Minute,
 		informers.WithNamespace(c.cfg.Namespace),

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,12 +16,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/yaml"
 
 	"github.com/betterauth-extauthz/extauthz/internal/k8s"
 	"github.com/betterauth-extauthz/extauthz/internal/reload"
@@ -194,35 +191,7 @@ func TestRestart(t *testing.T) {
 func TestShippedRoleIsEnoughAndNoMore(t *testing.T) {
 	ns := namespace(t)
 	ctx := context.Background()
-	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "kustomize", "base", "rbac.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, doc := range strings.Split(string(raw), "\n---\n") {
-		var meta metav1.TypeMeta
-		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-			t.Fatal(err)
-		}
-		switch meta.Kind {
-		case "ServiceAccount":
-			var o corev1.ServiceAccount
-			mustYAML(t, doc, &o)
-			_, err = cs.CoreV1().ServiceAccounts(ns).Create(ctx, &o, metav1.CreateOptions{})
-		case "Role":
-			var o rbacv1.Role
-			mustYAML(t, doc, &o)
-			_, err = cs.RbacV1().Roles(ns).Create(ctx, &o, metav1.CreateOptions{})
-		case "RoleBinding":
-			var o rbacv1.RoleBinding
-			mustYAML(t, doc, &o)
-			_, err = cs.RbacV1().RoleBindings(ns).Create(ctx, &o, metav1.CreateOptions{})
-		default:
-			t.Fatalf("unexpected kind %q in rbac.yaml", meta.Kind)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	applyRBAC(t, ns, filepath.Join("..", "..", "deploy", "kustomize", "base", "rbac.yaml"))
 	putPolicy(t, ns, "extauthz-policy", policy(1))
 	putPolicy(t, ns, "other", policy(2))
 

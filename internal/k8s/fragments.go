@@ -14,8 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -90,24 +88,12 @@ func NewFragments(cfg FragmentsConfig) (*Fragments, error) {
 			return nil, fmt.Errorf("k8s: %q is not a namespace", ns)
 		}
 	}
-	if cfg.Key == "" {
-		cfg.Key = DefaultKey
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.Default()
-	}
-	if cfg.Component == "" {
-		cfg.Component = "extauthz"
-	}
-	if cfg.SyncTimeout <= 0 {
-		cfg.SyncTimeout = DefaultSyncTimeout
-	}
 	if cfg.Settle <= 0 {
 		cfg.Settle = DefaultSettle
 	}
-	cs, err := kubernetes.NewForConfig(cfg.REST)
+	cs, err := setup(cfg.REST, &cfg.Key, &cfg.Component, &cfg.Log, &cfg.SyncTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, err
 	}
 	return &Fragments{cfg: cfg, client: cs, source: "fragments:" + cfg.Selector}, nil
 }
@@ -118,11 +104,8 @@ func (f *Fragments) Source() string { return f.source }
 // Run watches until ctx ends; it fails when the first list does not succeed
 // within SyncTimeout (RBAC, an unreachable API server).
 func (f *Fragments) Run(ctx context.Context, sink FragmentSink) error {
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	// Events go to each ConfigMap's own namespace.
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: f.client.CoreV1().Events("")})
-	defer broadcaster.Shutdown()
-	rec := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: f.cfg.Component})
+	rec, stopEvents := recorder(ctx, f.client, "", f.cfg.Component) // each ConfigMap's own namespace
+	defer stopEvents()
 
 	namespaces := f.cfg.Namespaces
 	if len(namespaces) == 0 {

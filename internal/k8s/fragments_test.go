@@ -5,26 +5,19 @@ package k8s_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/yaml"
 
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
-	"github.com/betterauth-extauthz/extauthz/internal/jwkscache"
 	"github.com/betterauth-extauthz/extauthz/internal/k8s"
 	"github.com/betterauth-extauthz/extauthz/internal/metrics"
 	"github.com/betterauth-extauthz/extauthz/internal/reload"
@@ -71,13 +64,8 @@ type fragmentInstance struct {
 func watchFragments(t *testing.T, cfg *rest.Config, delegated []string, namespaces ...string) *fragmentInstance {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	m := metrics.New(prometheus.NewRegistry())
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e := engine.New(engine.Config{Metrics: m, Log: log})
-	r, err := reload.New(reload.Config{Engine: e, Pool: jwkscache.NewPool(ctx, jwkscache.PoolConfig{Metrics: m}), Metrics: m, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	in := replica(ctx, t)
+	r, log := in.r, in.log
 	src, err := k8s.NewFragments(k8s.FragmentsConfig{Selector: fragmentLabel + "=true", Namespaces: namespaces, REST: cfg, Log: log, SyncTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +83,7 @@ func watchFragments(t *testing.T, cfg *rest.Config, delegated []string, namespac
 		t.Fatalf("base: %+v", out)
 	}
 	t.Cleanup(func() { cancel(); <-stopped })
-	return &fragmentInstance{e: e, r: r, m: m}
+	return &fragmentInstance{e: in.e, r: r, m: in.m}
 }
 
 func (in *fragmentInstance) probe(host string) engine.Decision {
@@ -201,38 +189,7 @@ func TestFragmentsInListedNamespacesOnly(t *testing.T) {
 func TestShippedFragmentRoleIsEnoughAndNoMore(t *testing.T) {
 	ns, team := namespace(t), namespace(t)
 	ctx := context.Background()
-	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "kustomize", "components", "fragments", "rbac.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "extauthz"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for _, doc := range strings.Split(string(raw), "\n---\n") {
-		var meta metav1.TypeMeta
-		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-			t.Fatal(err)
-		}
-		switch meta.Kind {
-		case "ClusterRole":
-			var o rbacv1.ClusterRole
-			mustYAML(t, doc, &o)
-			o.Name += "-" + ns
-			_, err = cs.RbacV1().ClusterRoles().Create(ctx, &o, metav1.CreateOptions{})
-		case "ClusterRoleBinding":
-			var o rbacv1.ClusterRoleBinding
-			mustYAML(t, doc, &o)
-			o.Name += "-" + ns
-			o.RoleRef.Name += "-" + ns
-			o.Subjects[0].Namespace = ns // the kustomize base's namespace, here the test's
-			_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, &o, metav1.CreateOptions{})
-		default:
-			t.Fatalf("unexpected kind %q in rbac.yaml", meta.Kind)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	applyRBAC(t, ns, filepath.Join("..", "..", "deploy", "kustomize", "components", "fragments", "rbac.yaml"))
 	putFragment(t, team, "policy", fragmentDoc(team+".example.com"), true)
 	sa := rest.CopyConfig(admin)
 	sa.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":extauthz"}

@@ -16,6 +16,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -110,14 +111,14 @@ type instance struct {
 	e       *engine.Engine
 	r       *reload.Reloader
 	m       *metrics.Recorder
+	log     *slog.Logger
 	stop    context.CancelFunc
 	stopped chan struct{}
 }
 
-// watch runs a fresh engine + watcher (a "replica") on ns/name as cfg's user.
-func watch(t *testing.T, cfg *rest.Config, ns, name string) *instance {
+// replica is a fresh engine and Reloader, as one extauthz Pod has, until ctx ends.
+func replica(ctx context.Context, t *testing.T) *instance {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	m := metrics.New(prometheus.NewRegistry())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	e := engine.New(engine.Config{Metrics: m, Log: log})
@@ -125,14 +126,72 @@ func watch(t *testing.T, cfg *rest.Config, ns, name string) *instance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := &instance{e: e, r: r, m: m, stop: cancel, stopped: make(chan struct{})}
-	src, err := k8s.NewConfigMap(k8s.Config{Namespace: ns, Name: name, REST: cfg, Log: log})
+	return &instance{e: e, r: r, m: m, log: log}
+}
+
+// applyRBAC creates in ns the service account extauthz and the RBAC objects of a
+// shipped manifest (a Role and RoleBinding, or a ClusterRole and
+// ClusterRoleBinding, which get ns in their names and bind extauthz in ns).
+func applyRBAC(t *testing.T, ns, file string) {
+	t.Helper()
+	ctx := context.Background()
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "extauthz"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		var meta metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatal(err)
+		}
+		switch meta.Kind {
+		case "ServiceAccount":
+			continue
+		case "Role":
+			var o rbacv1.Role
+			mustYAML(t, doc, &o)
+			_, err = cs.RbacV1().Roles(ns).Create(ctx, &o, metav1.CreateOptions{})
+		case "RoleBinding":
+			var o rbacv1.RoleBinding
+			mustYAML(t, doc, &o)
+			_, err = cs.RbacV1().RoleBindings(ns).Create(ctx, &o, metav1.CreateOptions{})
+		case "ClusterRole":
+			var o rbacv1.ClusterRole
+			mustYAML(t, doc, &o)
+			o.Name += "-" + ns
+			_, err = cs.RbacV1().ClusterRoles().Create(ctx, &o, metav1.CreateOptions{})
+		case "ClusterRoleBinding":
+			var o rbacv1.ClusterRoleBinding
+			mustYAML(t, doc, &o)
+			o.Name += "-" + ns
+			o.RoleRef.Name += "-" + ns
+			o.Subjects[0].Namespace = ns // the kustomize base's namespace, here the test's
+			_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, &o, metav1.CreateOptions{})
+		default:
+			t.Fatalf("unexpected kind %q in %s", meta.Kind, file)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// watch runs a fresh engine + watcher (a "replica") on ns/name as cfg's user.
+func watch(t *testing.T, cfg *rest.Config, ns, name string) *instance {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	in := replica(ctx, t)
+	in.stop, in.stopped = cancel, make(chan struct{})
+	src, err := k8s.NewConfigMap(k8s.Config{Namespace: ns, Name: name, REST: cfg, Log: in.log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	go func() {
 		defer close(in.stopped)
-		if err := r.Run(ctx, src); err != nil {
+		if err := in.r.Run(ctx, src); err != nil {
 			t.Error(err)
 		}
 	}()

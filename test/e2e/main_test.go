@@ -72,7 +72,7 @@ func run(m *testing.M) int {
 // shipped example: Envoy over gRPC, nginx auth_request, Envoy's HTTP mode and
 // Caddy's forward_auth.
 func proxies() map[string]string {
-	return map[string]string{"envoy": st.Envoy.URL, "nginx": st.Nginx.URL, "envoy-http": st.EnvoyHTTP.URL, "caddy": st.Caddy.URL}
+	return st.URLs()
 }
 
 // removes reports whether a proxy removes request headers extauthz names (Envoy,

@@ -241,7 +241,7 @@ func TestForgedHeaderForAbsentClaimIsRemoved(t *testing.T) {
 	}
 	defer c.Stop()
 	tok := token(t, userA)
-	for name, base := range c.Proxies() {
+	for name, base := range c.URLs() {
 		t.Run(name, func(t *testing.T) {
 			h := bearer(tok)
 			h["X-User-Email"] = userB.Email

@@ -50,7 +50,7 @@ func TestSpellingsNeverReachAnotherUsersData(t *testing.T) {
 		{"_method query parameter", "POST", "/api/" + bob + "/tasks?_method=GET", nil},
 		{"escaped long s (ASP.NET folds it to S)", "GET", "/api/" + bob + "/ta%C5%BFks", nil},
 	}
-	for name, base := range c.Proxies() {
+	for name, base := range c.URLs() {
 		for _, tc := range cases {
 			t.Run(name+"/"+tc.name, func(t *testing.T) {
 				h := map[string]string{}
@@ -73,7 +73,7 @@ func TestSpellingsNeverReachAnotherUsersData(t *testing.T) {
 	}
 
 	// The same chain still serves Alice her own tasks, in the spellings it accepts.
-	for name, base := range c.Proxies() {
+	for name, base := range c.URLs() {
 		for _, p := range []string{"/api/" + userA.UUID + "/tasks", "/API/" + userA.UUID + "/tasks/"} {
 			// extauthz allows both; FastAPI itself routes case-sensitively (404 is its answer).
 			if status := rawDo(t, base, "GET", p, alice); status == 401 || status == 403 || status >= 500 {

@@ -189,17 +189,7 @@ func TestChartOnARealNode(t *testing.T) {
 	}
 	defer envoy.Proc.Stop()
 	tok := key.Sign(tokentest.Claims(issuer, "alice", uuidA, time.Now()), nil)
-	get := func(path string) int {
-		req, _ := http.NewRequest("GET", envoy.URL+path, nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
-		if err != nil {
-			return 0
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	get := func(path string) int { return status(envoy.URL+path, "", tok) }
 	testkit.Eventually(t, "allowed through Envoy and the cluster", 30*time.Second, func() bool { return get("/api/"+uuidA+"/tasks") == 200 })
 	fragmentsOnARealNode(t, dir, envoy.URL)
 	if c := get("/public/x"); c != 403 {
@@ -288,17 +278,7 @@ func TestChartOnARealNode(t *testing.T) {
 // is refused with a Warning Event on its own ConfigMap, and the first keeps it.
 func fragmentsOnARealNode(t *testing.T, dir, envoyURL string) {
 	t.Helper()
-	getHost := func(host, path string) int {
-		req, _ := http.NewRequest("GET", envoyURL+path, nil)
-		req.Host = host
-		resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
-		if err != nil {
-			return 0
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	getHost := func(host, path string) int { return status(envoyURL+path, host, "") }
 	if c := getHost("team-a.example.com", "/probe"); c != 403 {
 		t.Fatalf("/probe before any fragment: %d, want 403", c)
 	}
@@ -330,6 +310,25 @@ func fragmentsOnARealNode(t *testing.T, dir, envoyURL string) {
 	if out := run(t, time.Minute, kubectl, "-n", "team-a", "get", "events", "--field-selector", "reason=PolicyApplied", "-o", "name"); !strings.Contains(out, "event") {
 		t.Errorf("no PolicyApplied event on team-a's fragment")
 	}
+}
+
+// status GETs url (with Host host and a Bearer token, when given) and returns
+// the status, 0 when there is no answer.
+func status(url, host, token string) int {
+	req, _ := http.NewRequest("GET", url, nil)
+	if host != "" {
+		req.Host = host
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 type pod struct {

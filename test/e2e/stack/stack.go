@@ -16,14 +16,46 @@ type Stack struct {
 	Backend  *Proc
 	Recorder *Recorder
 	Extauthz *Extauthz
-	// Envoy (gRPC), Nginx, EnvoyHTTP (Envoy's HTTP mode) and Caddy run the shipped
-	// examples in front of the Recorder.
+	// Proxies run the shipped examples in front of the Recorder.
+	Proxies
+
+	procs []*Proc
+}
+
+// Proxies are the shipped proxy examples in front of one extauthz: Envoy over
+// gRPC, nginx auth_request, Envoy's HTTP mode and Caddy's forward_auth.
+type Proxies struct {
 	Envoy     *Envoy
 	Nginx     *Nginx
 	EnvoyHTTP *Envoy
 	Caddy     *Caddy
+}
 
-	procs []*Proc
+// URLs are the proxies' URLs by name: envoy, nginx, envoy-http and caddy.
+func (p Proxies) URLs() map[string]string {
+	return map[string]string{"envoy": p.Envoy.URL, "nginx": p.Nginx.URL, "envoy-http": p.EnvoyHTTP.URL, "caddy": p.Caddy.URL}
+}
+
+// startProxies starts every shipped proxy example in front of backend, asking
+// ext, and appends each process to procs as it starts.
+func startProxies(t Tools, dir, prefix string, ext *Extauthz, backend string, procs *[]*Proc) (p Proxies, err error) {
+	if p.Envoy, err = StartEnvoy(t, dir, prefix+"envoy", ext.GRPC, backend); err != nil {
+		return p, err
+	}
+	*procs = append(*procs, p.Envoy.Proc)
+	if p.Nginx, err = StartNginx(t, dir, prefix+"nginx", ext.HTTP, backend); err != nil {
+		return p, err
+	}
+	*procs = append(*procs, p.Nginx.Proc)
+	if p.EnvoyHTTP, err = StartEnvoyHTTP(t, dir, prefix+"envoy-http", ext.HTTP, backend); err != nil {
+		return p, err
+	}
+	*procs = append(*procs, p.EnvoyHTTP.Proc)
+	if p.Caddy, err = StartCaddy(t, dir, prefix+"caddy", ext.HTTP, backend); err != nil {
+		return p, err
+	}
+	*procs = append(*procs, p.Caddy.Proc)
+	return p, nil
 }
 
 // Policy returns the end-to-end policy for the given Better Auth URLs: the first is
@@ -130,23 +162,8 @@ func Up(t Tools, dir string, foreign bool) (s *Stack, err error) {
 		return s, err
 	}
 	s.procs = append(s.procs, s.Extauthz.Proc)
-	if s.Envoy, err = StartEnvoy(t, dir, "envoy", s.Extauthz.GRPC, s.Recorder.Addr); err != nil {
-		return s, err
-	}
-	s.procs = append(s.procs, s.Envoy.Proc)
-	if s.Nginx, err = StartNginx(t, dir, "nginx", s.Extauthz.HTTP, s.Recorder.Addr); err != nil {
-		return s, err
-	}
-	s.procs = append(s.procs, s.Nginx.Proc)
-	if s.EnvoyHTTP, err = StartEnvoyHTTP(t, dir, "envoy-http", s.Extauthz.HTTP, s.Recorder.Addr); err != nil {
-		return s, err
-	}
-	s.procs = append(s.procs, s.EnvoyHTTP.Proc)
-	if s.Caddy, err = StartCaddy(t, dir, "caddy", s.Extauthz.HTTP, s.Recorder.Addr); err != nil {
-		return s, err
-	}
-	s.procs = append(s.procs, s.Caddy.Proc)
-	return s, nil
+	s.Proxies, err = startProxies(t, dir, "", s.Extauthz, s.Recorder.Addr, &s.procs)
+	return s, err
 }
 
 // Down stops everything Up started, proxies first.
@@ -162,18 +179,9 @@ func (s *Stack) Down() {
 // Chain is a second set of extauthz, Envoy and nginx, with its own policy, in front
 // of the same backend: for scenarios that need a policy other than the stack's.
 type Chain struct {
-	Extauthz  *Extauthz
-	Envoy     *Envoy
-	Nginx     *Nginx
-	EnvoyHTTP *Envoy
-	Caddy     *Caddy
-	procs     []*Proc
-}
-
-// Proxies are the chain's front proxies by name: envoy (gRPC), nginx, envoy-http
-// and caddy.
-func (c *Chain) Proxies() map[string]string {
-	return map[string]string{"envoy": c.Envoy.URL, "nginx": c.Nginx.URL, "envoy-http": c.EnvoyHTTP.URL, "caddy": c.Caddy.URL}
+	Extauthz *Extauthz
+	Proxies
+	procs []*Proc
 }
 
 // StartChain serves policyDoc through the shipped Envoy and nginx examples to the
@@ -189,23 +197,8 @@ func StartChain(t Tools, dir, name, policyDoc, backend string) (c *Chain, err er
 		return c, err
 	}
 	c.procs = append(c.procs, c.Extauthz.Proc)
-	if c.Envoy, err = StartEnvoy(t, dir, name+"-envoy", c.Extauthz.GRPC, backend); err != nil {
-		return c, err
-	}
-	c.procs = append(c.procs, c.Envoy.Proc)
-	if c.Nginx, err = StartNginx(t, dir, name+"-nginx", c.Extauthz.HTTP, backend); err != nil {
-		return c, err
-	}
-	c.procs = append(c.procs, c.Nginx.Proc)
-	if c.EnvoyHTTP, err = StartEnvoyHTTP(t, dir, name+"-envoy-http", c.Extauthz.HTTP, backend); err != nil {
-		return c, err
-	}
-	c.procs = append(c.procs, c.EnvoyHTTP.Proc)
-	if c.Caddy, err = StartCaddy(t, dir, name+"-caddy", c.Extauthz.HTTP, backend); err != nil {
-		return c, err
-	}
-	c.procs = append(c.procs, c.Caddy.Proc)
-	return c, nil
+	c.Proxies, err = startProxies(t, dir, name+"-", c.Extauthz, backend, &c.procs)
+	return c, err
 }
 
 // Stop stops the chain's processes, proxies first.
