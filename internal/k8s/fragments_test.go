@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -159,6 +161,11 @@ func TestFragmentsPerNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, "the host passes to the next claimant", 10*time.Second, func() bool { return in.probe(hostA).Rule == a+"/policy-2/probe" })
+	for _, r := range in.e.Current().Policy.Rules {
+		if strings.HasPrefix(r.Name, a+"/policy/") {
+			t.Fatalf("the deleted fragment's rule %s is still in force", r.Name)
+		}
+	}
 	testkit.Eventually(t, "PolicyApplied on the new owner", 5*time.Second, func() bool { return len(events(t, a, "policy-2", k8s.ReasonApplied)) > 0 })
 	if d := in.probe(thief + ".example.com"); d.Allow {
 		t.Fatalf("probe on a host nobody claims: %+v", d)
@@ -209,5 +216,81 @@ func TestShippedFragmentRoleIsEnoughAndNoMore(t *testing.T) {
 		if !apierrors.IsForbidden(err) {
 			t.Errorf("%s: %v, want Forbidden", what, err)
 		}
+	}
+}
+
+// TestFragmentBurst: 50 fragment updates, in two namespaces at once (every
+// seventh invalid), while checks run: every check sees one whole version of each
+// fragment, never no version (a rejected update keeps the last good one), never
+// an older one than it saw before; the last valid versions end in force.
+func TestFragmentBurst(t *testing.T) {
+	a, b := namespace(t), namespace(t)
+	doc := func(ns string, gen int) string {
+		return fmt.Sprintf("hosts: [%s.example.com]\nrules: [{name: gen-%d, paths: [/probe], public: true}]\n", ns, gen)
+	}
+	putFragment(t, a, "policy", doc(a, 0), true)
+	putFragment(t, b, "policy", doc(b, 0), true)
+	in := watchFragments(t, admin, []string{a, b})
+	testkit.Eventually(t, "both applied", 10*time.Second, func() bool { return in.probe(a+".example.com").Allow && in.probe(b+".example.com").Allow })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var checks, gaps, backwards atomic.Int64
+	for _, ns := range []string{a, b, a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			last := -1
+			for ctx.Err() == nil {
+				d := in.probe(ns + ".example.com")
+				checks.Add(1)
+				gen := -1
+				if _, err := fmt.Sscanf(d.Rule, ns+"/policy/gen-%d", &gen); err != nil || !d.Allow {
+					gaps.Add(1)
+					continue
+				}
+				if gen < last {
+					backwards.Add(1)
+				}
+				last = gen
+			}
+		}()
+	}
+	lastValid := map[string]int{}
+	var writers sync.WaitGroup
+	for _, ns := range []string{a, b} {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for gen := 1; gen <= 25; gen++ {
+				d := doc(ns, gen)
+				if gen%7 == 0 {
+					d = "hosts: [" + ns + ".example.com]\nrules: [{name: gen, pahts: [/probe]}]\n"
+				}
+				cm, err := cs.CoreV1().ConfigMaps(ns).Get(context.Background(), "policy", metav1.GetOptions{})
+				if err == nil {
+					cm.Data[k8s.DefaultKey] = d
+					_, err = cs.CoreV1().ConfigMaps(ns).Update(context.Background(), cm, metav1.UpdateOptions{})
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+		lastValid[ns] = 25
+	}
+	writers.Wait()
+	for ns, gen := range lastValid {
+		testkit.Eventually(t, "last valid version in force in "+ns, 10*time.Second, func() bool {
+			return in.probe(ns+".example.com").Rule == fmt.Sprintf("%s/policy/gen-%d", ns, gen)
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	wg.Wait()
+	t.Logf("fragment burst: 50 updates in 2 namespaces (6 invalid), %d concurrent checks, %d without a version, %d backwards", checks.Load(), gaps.Load(), backwards.Load())
+	if gaps.Load() != 0 || backwards.Load() != 0 {
+		t.Fatalf("%d checks saw no version of a fragment, %d an older one", gaps.Load(), backwards.Load())
 	}
 }
