@@ -99,7 +99,10 @@ func TestSmuggledHeadersNeverReachTheBackend(t *testing.T) {
 			h := bearer(tok)
 			h["X-HTTP-Method-Override"] = "DELETE"
 			status := rawDo(t, base, "GET", marker, h)
-			if !removes(name) && status != 403 || removes(name) && status != 200 {
+			// Envoy removes the override and lets the request through; the others
+			// cannot, so extauthz refuses it (method_rejected: 400, which nginx's
+			// auth_request can only pass on as 403).
+			if removes(name) && status != 200 || !removes(name) && (status < 400 || status >= 500) {
 				t.Fatalf("override: status %d", status)
 			}
 			if seen, ok := st.Recorder.Last(func(s stack.Seen) bool { return s.Path == marker }); ok && seen.Header.Get("X-Http-Method-Override") != "" {
