@@ -156,7 +156,7 @@ func setHeader(req *engine.Request, key, v string) {
 	case "x-http-method-override", "x-http-method", "x-method-override":
 		req.MethodOverride = true
 	default:
-		if strings.IndexByte(key, '_') >= 0 {
+		if strings.ContainsAny(key, "_.") {
 			req.UnderscoreHeaders = append(req.UnderscoreHeaders, key)
 		}
 	}

@@ -76,7 +76,7 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		RequestID:       r.Header.Get("X-Request-Id"),
 	}
 	for name := range r.Header {
-		if strings.IndexByte(name, '_') >= 0 {
+		if strings.ContainsAny(name, "_.") {
 			req.UnderscoreHeaders = append(req.UnderscoreHeaders, name)
 		}
 	}

@@ -99,7 +99,7 @@ func (r Request) engineRequest() (*engine.Request, error) {
 		case slices.Contains(policy.MethodOverrideHeaders, lower):
 			req.MethodOverride = true
 		}
-		if strings.Contains(name, "_") {
+		if strings.ContainsAny(name, "_.") {
 			req.UnderscoreHeaders = append(req.UnderscoreHeaders, name)
 		}
 	}

@@ -44,8 +44,8 @@ type Request struct {
 	PreflightMethod string
 	// RequestID (x-request-id) is logged with denies.
 	RequestID string
-	// UnderscoreHeaders are the names of request headers that contain "_", as the
-	// proxy sent them. CGI/WSGI backends read x_user_uuid as x-user-uuid, so a
+	// UnderscoreHeaders are the names of request headers that contain "_" or ".",
+	// as the proxy sent them. CGI/WSGI backends read x_user_uuid as x-user-uuid, so a
 	// variant of an identity header must be removed too (oauth2-proxy CVE-2025-64484).
 	UnderscoreHeaders []string
 	// MethodOverride is true when the request carries a method-override header.
@@ -438,7 +438,8 @@ func smuggled(p *policy.Policy, names []string) []string {
 }
 
 // sameHeaderName compares a received header name with a configured (lower-case,
-// "-") one the way CGI does: case-insensitively, "_" equal to "-".
+// "-") one the way CGI does: case-insensitively, "_" equal to "-"; and "." equal
+// to "-", since PHP turns both into "_" in $_SERVER.
 func sameHeaderName(got, want string) bool {
 	if len(got) != len(want) {
 		return false
@@ -446,7 +447,7 @@ func sameHeaderName(got, want string) bool {
 	for i := 0; i < len(got); i++ {
 		c := got[i]
 		switch {
-		case c == '_':
+		case c == '_' || c == '.':
 			c = '-'
 		case c >= 'A' && c <= 'Z':
 			c += 'a' - 'A'

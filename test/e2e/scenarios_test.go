@@ -262,3 +262,74 @@ func TestForgedHeaderForAbsentClaimIsRemoved(t *testing.T) {
 		})
 	}
 }
+
+// TestForwardedHostNeverReachesTheBackend: Rack 3 and Spring take the host from
+// Forwarded: host= before anything else, so a client's Forwarded header would let
+// the backend route by a host extauthz never judged; no shipped proxy passes it on.
+func TestForwardedHostNeverReachesTheBackend(t *testing.T) {
+	tok := token(t, userA)
+	for name, base := range proxies() {
+		t.Run(name, func(t *testing.T) {
+			h := bearer(tok)
+			h["Forwarded"] = "host=admin.example.com;proto=https"
+			marker := "/api/" + userA.UUID + "/tasks?forwarded=" + name
+			if a := call(t, "GET", base+marker, h); a.status != 200 {
+				t.Fatalf("status %d", a.status)
+			}
+			seen, ok := st.Recorder.Last(func(s stack.Seen) bool { return s.Path == marker })
+			if !ok {
+				t.Fatal("backend saw nothing")
+			}
+			if got := seen.Header.Values("Forwarded"); len(got) != 0 {
+				t.Fatalf("backend saw the client's Forwarded %q", got)
+			}
+		})
+	}
+}
+
+// TestForwardCredentialsFalse: a rule with forwardCredentials: false keeps the
+// Authorization header and Better Auth's cookies from the backend (the app's own
+// cookies stay) through both Envoy modes; nginx and Caddy cannot remove them, so
+// such a request is refused there.
+func TestForwardCredentialsFalse(t *testing.T) {
+	doc := strings.Replace(stack.Policy(st.BetterAuth.URL, ""), "    owner: { param: user_id, claim: uuid }\n", "    owner: { param: user_id, claim: uuid }\n    forwardCredentials: false\n", 1)
+	if !strings.Contains(doc, "forwardCredentials: false") {
+		t.Fatal("the stack's policy no longer has the own-tasks owner line")
+	}
+	c, err := stack.StartChain(tools, workDir, "nocreds", doc, st.Recorder.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	tok := token(t, userA)
+	for name, base := range c.URLs() {
+		t.Run(name, func(t *testing.T) {
+			h := bearer(tok)
+			h["Cookie"] = "better-auth.session_token=secret.sig; app=1"
+			marker := "/api/" + userA.UUID + "/tasks?nocreds=" + name
+			a := call(t, "GET", base+marker, h)
+			if !removes(name) {
+				if a.status < 400 || a.status >= 500 {
+					t.Fatalf("status %d, want a refusal (the proxy cannot keep credentials back)", a.status)
+				}
+				return
+			}
+			if a.status != 200 {
+				t.Fatalf("status %d %s", a.status, a.body)
+			}
+			seen, ok := st.Recorder.Last(func(s stack.Seen) bool { return s.Path == marker })
+			if !ok {
+				t.Fatal("backend saw nothing")
+			}
+			if got := seen.Header.Values("Authorization"); len(got) != 0 {
+				t.Errorf("backend saw Authorization %q", got)
+			}
+			if got := seen.Header.Values("Cookie"); len(got) != 1 || got[0] != "app=1" {
+				t.Errorf("backend saw Cookie %q, want only the app's own", got)
+			}
+			if got := seen.Header.Get("X-User-Uuid"); got != userA.UUID {
+				t.Errorf("backend saw x-user-uuid %q", got)
+			}
+		})
+	}
+}
