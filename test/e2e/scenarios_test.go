@@ -123,13 +123,7 @@ func TestForgedIdentityHeaderIsReplaced(t *testing.T) {
 			h["X-User-Uuid"] = userB.UUID
 			h["X-User-Email"] = userB.Email
 			marker := "/api/" + userA.UUID + "/tasks?forged=" + name
-			if a := call(t, "GET", base+marker, h); a.status != 200 {
-				t.Fatalf("status %d", a.status)
-			}
-			seen, ok := st.Recorder.Last(func(s stack.Seen) bool { return s.Path == marker })
-			if !ok {
-				t.Fatal("backend saw nothing")
-			}
+			seen := reached(t, base, marker, h)
 			if got := seen.Header.Values("X-User-Uuid"); len(got) != 1 || got[0] != userA.UUID {
 				t.Fatalf("backend saw x-user-uuid %q, want only A's", got)
 			}
@@ -246,13 +240,7 @@ func TestForgedHeaderForAbsentClaimIsRemoved(t *testing.T) {
 			h := bearer(tok)
 			h["X-User-Email"] = userB.Email
 			marker := "/api/" + userA.UUID + "/tasks?absent=" + name
-			if a := call(t, "GET", base+marker, h); a.status != 200 {
-				t.Fatalf("status %d %s", a.status, a.body)
-			}
-			seen, ok := st.Recorder.Last(func(s stack.Seen) bool { return s.Path == marker })
-			if !ok {
-				t.Fatal("backend saw nothing")
-			}
+			seen := reached(t, base, marker, h)
 			if got := seen.Header.Values("X-User-Email"); len(got) != 0 {
 				t.Fatalf("backend saw the client's x-user-email %q for a claim the token lacks", got)
 			}
@@ -273,13 +261,7 @@ func TestForwardedHostNeverReachesTheBackend(t *testing.T) {
 			h := bearer(tok)
 			h["Forwarded"] = "host=admin.example.com;proto=https"
 			marker := "/api/" + userA.UUID + "/tasks?forwarded=" + name
-			if a := call(t, "GET", base+marker, h); a.status != 200 {
-				t.Fatalf("status %d", a.status)
-			}
-			seen, ok := st.Recorder.Last(func(s stack.Seen) bool { return s.Path == marker })
-			if !ok {
-				t.Fatal("backend saw nothing")
-			}
+			seen := reached(t, base, marker, h)
 			if got := seen.Header.Values("Forwarded"); len(got) != 0 {
 				t.Fatalf("backend saw the client's Forwarded %q", got)
 			}
@@ -332,4 +314,18 @@ func TestForwardCredentialsFalse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// reached GETs base+marker with header, wants a 200, and returns the request as
+// the backend received it.
+func reached(t *testing.T, base, marker string, header map[string]string) stack.Seen {
+	t.Helper()
+	if a := call(t, "GET", base+marker, header); a.status != 200 {
+		t.Fatalf("status %d %s", a.status, a.body)
+	}
+	seen, ok := st.Recorder.Last(func(s stack.Seen) bool { return s.Path == marker })
+	if !ok {
+		t.Fatal("backend saw nothing")
+	}
+	return seen
 }
