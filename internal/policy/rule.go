@@ -61,7 +61,9 @@ func (p *Policy) Match(req *Request) (*Rule, Params) {
 		if r.Shadow {
 			continue
 		}
-		if ps, ok := r.match(req, ps[:0]); ok {
+		var ok bool
+		// ps is one buffer for every rule tried, as Template.Match hands it back.
+		if ps, ok = r.match(req, ps[:0]); ok {
 			return r, ps
 		}
 	}
@@ -98,10 +100,10 @@ func (p *Policy) Shadows(req *Request, decider *Rule) []ShadowMatch {
 
 func (r *Rule) match(req *Request, ps Params) (Params, bool) {
 	if len(r.methods) > 0 && !slices.Contains(r.methods, req.Method) {
-		return nil, false
+		return ps, false
 	}
 	if len(r.hosts) > 0 && !hostMatches(r.hosts, req.Host) {
-		return nil, false
+		return ps, false
 	}
 	for _, t := range r.paths {
 		var ok bool
@@ -109,7 +111,7 @@ func (r *Rule) match(req *Request, ps Params) (Params, bool) {
 			return ps, true
 		}
 	}
-	return nil, false
+	return ps, false
 }
 
 // ClaimSource reads a verified token's claims; token.ClaimSet is one.
