@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
@@ -14,7 +16,14 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 )
 
-type result struct{ RPS, P50, P99 float64 }
+// result is one load run: throughput, latency (µs) and the server's CPU time per
+// call (µs, user + system, read from /proc).
+type result struct {
+	RPS, P50, P99, CPU float64
+	// Client is ghz's own CPU time per call (µs): it shares the cores.
+	Client float64
+	count  int
+}
 
 func median(rs []result) result {
 	pick := func(f func(result) float64) float64 {
@@ -25,7 +34,54 @@ func median(rs []result) result {
 		slices.Sort(v)
 		return v[len(v)/2]
 	}
-	return result{pick(func(r result) float64 { return r.RPS }), pick(func(r result) float64 { return r.P50 }), pick(func(r result) float64 { return r.P99 })}
+	return result{
+		RPS: pick(func(r result) float64 { return r.RPS }), P50: pick(func(r result) float64 { return r.P50 }),
+		P99: pick(func(r result) float64 { return r.P99 }), CPU: pick(func(r result) float64 { return r.CPU }),
+		Client: pick(func(r result) float64 { return r.Client }),
+	}
+}
+
+// withCPU runs one load run against the process pid and adds its CPU time per call.
+func withCPU(pid int, run func() (result, error)) (result, error) {
+	before, err := cpuTime(pid)
+	if err != nil {
+		return result{}, err
+	}
+	res, err := run()
+	if err != nil {
+		return res, err
+	}
+	after, err := cpuTime(pid)
+	if err != nil {
+		return result{}, err
+	}
+	if res.count > 0 {
+		res.CPU = float64(after-before) / float64(res.count) / 1e3
+	}
+	return res, nil
+}
+
+// cpuTime is a process's user + system CPU time, all threads, in nanoseconds
+// (fields 14 and 15 of /proc/<pid>/stat, in clock ticks of 1/100 s).
+func cpuTime(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces: count from the ')' after it.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	var utime, stime int64
+	if _, err := fmt.Sscan(f[11], &utime); err != nil {
+		return 0, err
+	}
+	if _, err := fmt.Sscan(f[12], &stime); err != nil {
+		return 0, err
+	}
+	return (utime + stime) * int64(10*time.Millisecond), nil
 }
 
 func runGHZ(protoset, addr, data string, extra ...string) (result, error) {
@@ -38,10 +94,12 @@ func runGHZ(protoset, addr, data string, extra ...string) (result, error) {
 		"-c", fmt.Sprint(*conc), "--data-file", data, "--format", "json", "--timeout", "5s")
 	args = append(args, extra...)
 	args = append(args, addr)
-	out, err := exec.Command(*ghz, args...).Output()
+	cmd := exec.Command(*ghz, args...)
+	out, err := cmd.Output()
 	if err != nil {
 		return result{}, fmt.Errorf("ghz: %w", err)
 	}
+	ghzCPU := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	var rep struct {
 		Count   int     `json:"count"`
 		RPS     float64 `json:"rps"`
@@ -60,8 +118,7 @@ func runGHZ(protoset, addr, data string, extra ...string) (result, error) {
 	if rep.Count == 0 || rep.Status["OK"]+cut != rep.Count || cut > *conc {
 		return result{}, fmt.Errorf("ghz: %d calls, status %v", rep.Count, rep.Status)
 	}
-	var res result
-	res.RPS = rep.RPS
+	res := result{RPS: rep.RPS, count: rep.Count, Client: float64(ghzCPU.Microseconds()) / float64(rep.Count)}
 	for _, l := range rep.Latency {
 		switch l.Percentage {
 		case 50:

@@ -3,9 +3,14 @@
 //
 //	(a) trivial   the baseline: gRPC and nothing else
 //	(a') trivial+  the same, answering with extauthz's response shape (headers, metadata)
+//	(a") trivial-verify  the same, verifying each new token's Ed25519 signature
+//	              (fed the cold run's requests): the floor of a new token's check
 //	(b) warm      extauthz, the same valid token on every call (a browser's case)
 //	(c) cold      extauthz, a token it has never seen on every call
 //	(d) refresh   as (b), with the JWKS refreshed every second during the load
+//	(e) warm-tls  as (b), over mTLS
+//	(f) warm-rev  as (b), with a revocation feed polled every second and the
+//	              token's session checked against it
 //
 // The variants alternate within each round, and the medians over the rounds are
 // compared, so that a noisy neighbour hurts all of them alike. It also measures the
@@ -15,8 +20,11 @@ package main
 import (
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -30,8 +38,11 @@ var (
 	duration  = flag.Duration("duration", 5*time.Second, "length of each trivial/warm/refresh run")
 	coldCalls = flag.Int("cold-calls", 12000, "calls (each with a new token) in each cold run")
 	conc      = flag.Int("c", 16, "ghz concurrency")
+	memLimits = flag.String("rss-memlimits", "100MiB,72MiB", "comma-separated GOMEMLIMIT values to read the RSS with, besides Go's defaults (72MiB: what the Helm chart sets for an 80Mi memory limit)")
 	rssTokens = flag.Int("rss-tokens", 100_000, "distinct tokens to cache before reading RSS (0 skips)")
-	profile   = flag.String("profile", "", "write a CPU profile of extauthz during the first warm run to this file")
+	serverEnv = flag.String("env", "", "comma-separated KEY=VALUE environment of the extauthz processes under load (GOGC=200, say)")
+	only      = flag.String("only", "", "comma-separated variants to run (default: all); the targets table needs all")
+	profile   = flag.String("profile", "", "write CPU profiles of extauthz during the first warm and cold runs (warm.pprof, cold.pprof) to this directory")
 )
 
 func main() {
@@ -74,6 +85,10 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if *only != "" {
+		keep := strings.Split(*only, ",")
+		variants = slices.DeleteFunc(variants, func(v variant) bool { return !slices.Contains(keep, v.name) })
+	}
 	results := map[string][]result{}
 	for r := range *rounds {
 		for _, v := range variants {
@@ -89,32 +104,85 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	report(variants, results, refreshes)
+	report(variants, results, refreshes, e.feedPolls.Load())
+	if *only == "" {
+		targets(results, ed25519Floor(e))
+	}
 	if *rssTokens > 0 {
 		return reportRSS(e)
 	}
 	return nil
 }
 
-func report(variants []variant, results map[string][]result, refreshes float64) {
-	med := map[string]result{}
-	for _, v := range variants {
-		med[v.name] = median(results[v.name])
+func report(variants []variant, results map[string][]result, refreshes float64, polls int64) {
+	base := result{RPS: math.NaN(), P99: math.NaN()}
+	if len(results["trivial"]) > 0 {
+		base = median(results["trivial"])
 	}
-	base := med["trivial"]
-	fmt.Printf("| variant | rps | p50 µs | p99 µs | rps vs trivial | p99 vs trivial |\n|---|---|---|---|---|---|\n")
+	fmt.Printf("| variant | rps | p50 µs | p99 µs | server CPU µs/call | ghz CPU µs/call | rps vs trivial | p99 vs trivial |\n|---|---|---|---|---|---|---|---|\n")
 	for _, v := range variants {
-		m := med[v.name]
-		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.2f× | %.2f× |\n", v.name, m.RPS, m.P50, m.P99, m.RPS/base.RPS, m.P99/base.P99)
+		m := median(results[v.name])
+		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.1f | %.1f | %.2f× | %.2f× |\n", v.name, m.RPS, m.P50, m.P99, m.CPU, m.Client, m.RPS/base.RPS, m.P99/base.P99)
 	}
-	fmt.Printf("\nmedians of %d rounds; ghz -c %d on the same machine as the servers; %d-s runs (cold: %d new tokens a run); the refresh variant's JWKS was fetched %v times.\n",
-		*rounds, *conc, int(duration.Seconds()), *coldCalls, refreshes)
+	fmt.Printf("\nmedians of %d rounds; ghz -c %d on the same machine as the servers; %d-s runs (cold: %d new tokens a run); the refresh variant's JWKS was fetched %v times, the revocation feed polled %d times.\n",
+		*rounds, *conc, int(duration.Seconds()), *coldCalls, refreshes, polls)
+}
+
+// targets prints the performance goals against this run's medians. Each ratio
+// is taken within a round first (the variants of a round ran back to back, so
+// they shared the machine's mood), then the median over the rounds.
+func targets(results map[string][]result, floor float64) {
+	ratio := func(a, b string, f func(result) float64) float64 {
+		v := make([]float64, 0, len(results[a]))
+		for i := range results[a] {
+			v = append(v, f(results[a][i])/f(results[b][i]))
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	diff := func(a, b string) float64 {
+		v := make([]float64, 0, len(results[a]))
+		for i := range results[a] {
+			v = append(v, results[a][i].CPU-results[b][i].CPU)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	rps := func(r result) float64 { return r.RPS }
+	trivialCPU := median(results["trivial"]).CPU
+	coldCPU := median(results["cold"]).CPU
+	pass := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "not met"
+	}
+	fmt.Printf("\n| target | goal | measured | |\n|---|---|---|---|\n")
+	w := ratio("warm", "trivial+", rps)
+	fmt.Printf("| warm rps vs same-shape trivial (trivial+) | ≥ 0.95× | %.2f× | %s |\n", w, pass(w >= 0.95))
+	dw := diff("warm", "trivial")
+	fmt.Printf("| warm server CPU − trivial's | ≤ 10 µs | %+.1f µs (trivial+ %+.1f) | %s |\n", dw, diff("trivial+", "trivial"), pass(dw <= 10))
+	c := ratio("cold", "trivial", rps)
+	fmt.Printf("| cold rps vs trivial | ≈ ≥ 0.55× | %.2f× | %s |\n", c, pass(c >= 0.55))
+	goal := 1.6*floor + trivialCPU
+	fmt.Printf("| cold server CPU | ≤ 1.6 × Ed25519 verify (%.1f µs, idle, in-process) + trivial's (%.1f µs) = %.1f µs | %.1f µs (%.2f× the floor beyond trivial) | %s |\n",
+		floor, trivialCPU, goal, coldCPU, (coldCPU-trivialCPU)/floor, pass(coldCPU <= goal))
+	// The same, with the floor measured under the same load: trivial verifying
+	// each new token's signature, fed the very requests of the cold run.
+	verifyCPU := median(results["trivial-verify"]).CPU
+	loaded := verifyCPU - trivialCPU
+	fmt.Printf("| cold server CPU, floor under load | ≤ 1.6 × (trivial-verify − trivial = %.1f µs) + trivial's = %.1f µs | %.1f µs (%.2f× the floor beyond trivial) | %s |\n",
+		loaded, 1.6*loaded+trivialCPU, coldCPU, (coldCPU-trivialCPU)/loaded, pass(coldCPU <= 1.6*loaded+trivialCPU))
+	cv := ratio("cold", "trivial-verify", rps)
+	fmt.Printf("| cold rps vs trivial-verify (same requests, so ghz's share is the same) | | %.2f× | |\n", cv)
+	fmt.Printf("| warm with revocation vs warm | | %.2f× rps, %+.1f µs CPU | |\n", ratio("warm-rev", "warm", rps), diff("warm-rev", "warm"))
+	fmt.Printf("| warm over mTLS vs warm | | %.2f× rps, %+.1f µs CPU | |\n", ratio("warm-tls", "warm", rps), diff("warm-tls", "warm"))
 }
 
 // reportRSS: Go's default GC lets the heap grow to twice the live data; GOMEMLIMIT
 // (the Helm chart sets it from the container's memory limit) holds it to a budget.
 func reportRSS(e *env) error {
-	for _, limit := range []string{"", "100MiB"} {
+	for _, limit := range append([]string{""}, strings.Split(*memLimits, ",")...) {
 		var environ []string
 		label := "default GC settings"
 		if limit != "" {

@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -84,17 +88,35 @@ func measureRSS(e *env, n int, environ []string) (float64, int, error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	var kb float64
+	kb := map[string]float64{}
 	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			fmt.Sscanf(strings.TrimSpace(v), "%g", &kb)
+		if name, v, ok := strings.Cut(line, ":"); ok && strings.HasPrefix(name, "Rss") || name == "VmRSS" {
+			var n float64
+			fmt.Sscanf(strings.TrimSpace(v), "%g", &n)
+			kb[name] = n
 		}
 	}
-	return kb / 1024, int(entries), nil
+	heap, _ := s.Metric("go_memstats_heap_inuse_bytes")
+	if *profile != "" {
+		name := "heap.pprof"
+		if len(environ) > 0 {
+			name = "heap-" + strings.TrimPrefix(environ[0], "GOMEMLIMIT=") + ".pprof"
+		}
+		if err := saveURL(fmt.Sprintf("http://%s/debug/pprof/heap?gc=1", s.Admin), filepath.Join(*profile, name)); err != nil {
+			return 0, 0, err
+		}
+	}
+	fmt.Fprintf(os.Stderr, "RSS %.1f MiB: anonymous %.1f MiB (Go heap in use %.1f MiB), file-backed %.1f MiB (the binary's pages)\n",
+		kb["VmRSS"]/1024, kb["RssAnon"]/1024, heap/(1<<20), kb["RssFile"]/1024)
+	return kb["VmRSS"] / 1024, int(entries), nil
 }
 
 func saveProfile(admin, path string, d time.Duration) error {
-	resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", admin, int(d.Seconds())))
+	return saveURL(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", admin, int(d.Seconds())), path)
+}
+
+func saveURL(url, path string) error {
+	resp, err := http.Get(url)
 	if err != nil {
 		return err
 	}
@@ -104,4 +126,28 @@ func saveProfile(admin, path string, d time.Duration) error {
 		return err
 	}
 	return os.WriteFile(path, b, 0o644)
+}
+
+// ed25519Floor is the CPU time of one Ed25519 signature verification of the warm
+// token, in µs: the least a check of a token never seen before can cost.
+func ed25519Floor(e *env) float64 {
+	i := strings.LastIndexByte(e.warmToken, '.')
+	sig, err := base64.RawURLEncoding.DecodeString(e.warmToken[i+1:])
+	if err != nil {
+		panic(err)
+	}
+	msg := []byte(e.warmToken[:i])
+	var pub ed25519.PublicKey
+	if err := e.key.JWK().Raw(&pub); err != nil {
+		panic(err)
+	}
+	if !ed25519.Verify(pub, msg, sig) {
+		panic("the warm token does not verify")
+	}
+	r := testing.Benchmark(func(b *testing.B) {
+		for range b.N {
+			ed25519.Verify(pub, msg, sig)
+		}
+	})
+	return float64(r.NsPerOp()) / 1e3
 }

@@ -1,7 +1,15 @@
 package main
 
 import (
+	"crypto/ed25519"
+	"encoding/base64"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -21,8 +29,20 @@ type env struct {
 	warmToken   string
 	protoset    string
 
-	trivial, trivialFull string // gRPC addresses
-	main, refreshing     *stack.Extauthz
+	trivial, trivialFull *stack.Proc
+	// trivialVerify is trivial verifying each token's Ed25519 signature.
+	trivialVerify    *stack.Proc
+	trivialAddr      map[*stack.Proc]string
+	main, refreshing *stack.Extauthz
+	// cold serves the cold runs alone, so that the tokens they leave cached do not
+	// weigh on the warm runs' garbage collection.
+	cold *stack.Extauthz
+	// revoking checks every token against a revocation feed (served here, empty),
+	// the configuration of a deployment that wants sign-out within seconds.
+	revoking  *stack.Extauthz
+	feed      *httptest.Server
+	feedPolls atomic.Int64
+	revToken  string
 	// tlsMain is main's twin with mTLS on; tlsGHZ are ghz's flags for it.
 	tlsMain *stack.Extauthz
 	tlsGHZ  []string
@@ -46,16 +66,34 @@ func (e *env) start() error {
 	if err := writeProtoset(e.protoset); err != nil {
 		return err
 	}
+	e.trivialAddr = map[*stack.Proc]string{}
 	if e.trivial, err = e.startTrivial("trivial"); err != nil {
 		return err
 	}
 	if e.trivialFull, err = e.startTrivial("trivial-full", "-full-response"); err != nil {
 		return err
 	}
+	var pub ed25519.PublicKey
+	if err := e.key.JWK().Raw(&pub); err != nil {
+		return err
+	}
+	if e.trivialVerify, err = e.startTrivial("trivial-verify", "-ed25519", base64.RawURLEncoding.EncodeToString(pub)); err != nil {
+		return err
+	}
 	if e.main, err = e.startExtauthz("5m", nil); err != nil {
 		return err
 	}
 	if e.refreshing, err = e.startExtauthz("1s", nil); err != nil {
+		return err
+	}
+	if e.cold, err = e.startExtauthz("5m", nil); err != nil {
+		return err
+	}
+	if err := e.startFeed(); err != nil {
+		return err
+	}
+	if e.revoking, err = e.startExtauthzDoc(e.policy("5m", fmt.Sprintf(`
+    revocation: { feedURL: %s, secretFile: %s, requireSession: true }`, e.feed.URL, e.dir+"/feed-secret")), nil); err != nil {
 		return err
 	}
 	ca := tlstest.NewCA("loadbench CA")
@@ -72,6 +110,28 @@ func (e *env) start() error {
 			return err
 		}
 	}
+	claims := tokentest.Claims(e.issuer, "user-rev", uuid, time.Now())
+	claims["sid"] = "bench-session"
+	e.revToken = e.key.Sign(claims, nil)
+	return mustAllow(e.revoking.GRPC, e.revToken)
+}
+
+// startFeed serves an empty revocation feed, as Better Auth's plugin does when
+// nobody has signed out: every poll is a full round trip that changes nothing.
+func (e *env) startFeed() error {
+	const secret = "bench-feed-secret-0123456789abcdef0123"
+	if err := os.WriteFile(e.dir+"/feed-secret", []byte(secret), 0o600); err != nil {
+		return err
+	}
+	e.feed = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+secret {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		e.feedPolls.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"cursor":"0","entries":[],"more":false}`)
+	}))
 	return nil
 }
 
@@ -82,40 +142,55 @@ func (e *env) stop() {
 	if e.jwks != nil {
 		e.jwks.Close()
 	}
+	if e.feed != nil {
+		e.feed.Close()
+	}
 }
 
 func (e *env) mint(i int) string {
 	return e.key.Sign(tokentest.Claims(e.issuer, fmt.Sprintf("user-%d", i), uuid, time.Now()), nil)
 }
 
-func (e *env) startTrivial(name string, args ...string) (string, error) {
+func (e *env) startTrivial(name string, args ...string) (*stack.Proc, error) {
 	port, err := testkit.FreePort()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	p, err := stack.Start(e.dir, name, nil, append([]string{*trivial, "-addr", addr}, args...)...)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	e.procs = append(e.procs, p)
-	return addr, stack.WaitTCP(p, addr, 15*time.Second)
+	e.trivialAddr[p] = addr
+	return p, stack.WaitTCP(p, addr, 15*time.Second)
 }
 
-// startExtauthz serves the benchmark policy: the owner rule on /api/{user_id}/tasks
-// and the default identity headers, with the given JWKS refresh interval.
-func (e *env) startExtauthz(refresh string, args []string, environ ...string) (*stack.Extauthz, error) {
-	doc := fmt.Sprintf(`issuers:
+// policy is the benchmark policy: the owner rule on /api/{user_id}/tasks and the
+// default identity headers, with the given JWKS refresh interval and more of the
+// issuer's settings.
+func (e *env) policy(refresh, issuerExtra string) string {
+	return fmt.Sprintf(`issuers:
   - betterAuthURL: %s
-    refreshInterval: %s
+    refreshInterval: %s%s
 identity:
   headers: { x-user-id: sub, x-user-uuid: uuid, x-user-email: email }
 rules:
   - name: own-tasks
     paths: ["/api/{user_id}/tasks", "/api/{user_id}/tasks/**"]
     owner: { param: user_id, claim: uuid }
-`, e.issuer, refresh)
-	s, err := stack.StartExtauthz(stack.Tools{Extauthz: *extauthz}, e.dir, fmt.Sprintf("extauthz-%s-%d", refresh, len(e.procs)), doc,
+`, e.issuer, refresh, issuerExtra)
+}
+
+func (e *env) startExtauthz(refresh string, args []string, environ ...string) (*stack.Extauthz, error) {
+	return e.startExtauthzDoc(e.policy(refresh, ""), args, environ...)
+}
+
+func (e *env) startExtauthzDoc(doc string, args []string, environ ...string) (*stack.Extauthz, error) {
+	if *serverEnv != "" {
+		environ = append(strings.Split(*serverEnv, ","), environ...)
+	}
+	s, err := stack.StartExtauthz(stack.Tools{Extauthz: *extauthz}, e.dir, fmt.Sprintf("extauthz-%d", len(e.procs)), doc,
 		stack.ExtauthzOptions{Env: environ, Args: append([]string{"--admin-pprof"}, args...), LogLevel: "error"})
 	if err != nil {
 		return nil, err
@@ -124,44 +199,64 @@ rules:
 	return s, nil
 }
 
-// variants are the load runs of one round, in the order they alternate.
+// variants are the load runs of one round, in the order they alternate. Each
+// measures the server's CPU time per call too; with -profile, the first round's
+// warm and cold runs also save a CPU profile of extauthz.
 func (e *env) variants() ([]variant, error) {
 	warm, cold, err := e.writeRequests()
 	if err != nil {
 		return nil, err
 	}
-	timed := func(addr string) func(int) (result, error) {
-		return func(int) (result, error) { return runGHZ(e.protoset, addr, warm, "-z", duration.String()) }
+	warmRev := filepath.Join(e.dir, "warm-rev.json")
+	if err := writeJSON(warmRev, request(e.revToken)); err != nil {
+		return nil, err
 	}
-	return []variant{
-		{"trivial", timed(e.trivial)},
-		{"trivial+", timed(e.trivialFull)},
-		{"warm", func(r int) (result, error) {
+	timed := func(pid int, addr, data string, extra ...string) func(int) (result, error) {
+		return func(int) (result, error) {
+			return withCPU(pid, func() (result, error) {
+				return runGHZ(e.protoset, addr, data, append([]string{"-z", duration.String()}, extra...)...)
+			})
+		}
+	}
+	trivial := func(p *stack.Proc) func(int) (result, error) { return timed(p.Pid(), e.trivialAddr[p], warm) }
+	profiled := func(s *stack.Extauthz, name string, secs time.Duration, run func(int) (result, error)) func(int) (result, error) {
+		return func(r int) (result, error) {
 			if *profile == "" || r > 0 {
-				return timed(e.main.GRPC)(r)
+				return run(r)
 			}
 			prof := make(chan error, 1)
-			go func() { prof <- saveProfile("http://"+e.main.Admin, *profile, *duration-time.Second) }()
-			res, err := timed(e.main.GRPC)(r)
+			go func() { prof <- saveProfile("http://"+s.Admin, filepath.Join(*profile, name+".pprof"), secs) }()
+			res, err := run(r)
 			if perr := <-prof; err == nil {
 				err = perr
 			}
 			return res, err
+		}
+	}
+	return []variant{
+		{"trivial", trivial(e.trivial)},
+		{"trivial+", trivial(e.trivialFull)},
+		{"warm", profiled(e.main, "warm", *duration-time.Second, timed(e.main.Proc.Pid(), e.main.GRPC, warm))},
+		{"trivial-verify", func(r int) (result, error) {
+			return withCPU(e.trivialVerify.Pid(), func() (result, error) {
+				return runGHZ(e.protoset, e.trivialAddr[e.trivialVerify], cold[r], "-n", fmt.Sprint(*coldCalls))
+			})
 		}},
-		{"cold", func(r int) (result, error) {
-			return runGHZ(e.protoset, e.main.GRPC, cold[r], "-n", fmt.Sprint(*coldCalls))
-		}},
-		{"refresh", timed(e.refreshing.GRPC)},
-		{"warm-tls", func(int) (result, error) {
-			return runGHZ(e.protoset, e.tlsMain.GRPC, warm, append([]string{"-z", duration.String()}, e.tlsGHZ...)...)
-		}},
+		{"cold", profiled(e.cold, "cold", *duration/2, func(r int) (result, error) {
+			return withCPU(e.cold.Proc.Pid(), func() (result, error) {
+				return runGHZ(e.protoset, e.cold.GRPC, cold[r], "-n", fmt.Sprint(*coldCalls))
+			})
+		})},
+		{"refresh", timed(e.refreshing.Proc.Pid(), e.refreshing.GRPC, warm)},
+		{"warm-tls", timed(e.tlsMain.Proc.Pid(), e.tlsMain.GRPC, warm, e.tlsGHZ...)},
+		{"warm-rev", timed(e.revoking.Proc.Pid(), e.revoking.GRPC, warmRev)},
 	}, nil
 }
 
 // checkAllAllowed fails the run when extauthz denied any check (a fast deny would
 // flatter it), and returns how often the refreshing variant fetched the JWKS.
 func (e *env) checkAllAllowed() (float64, error) {
-	for _, s := range []*stack.Extauthz{e.main, e.refreshing, e.tlsMain} {
+	for _, s := range []*stack.Extauthz{e.main, e.cold, e.refreshing, e.tlsMain, e.revoking} {
 		denies, err := s.Metric("extauthz_decisions_total", `decision="deny"`)
 		if err != nil {
 			return 0, err

@@ -45,8 +45,13 @@ func benchGRPCWith(b *testing.B, srv authv3.AuthorizationServer, tokens []string
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(s, srv)
+	var s *grpc.Server
+	if g, ok := srv.(*authz.GRPC); ok {
+		s = authz.NewServer(g) // as extauthz serves it
+	} else {
+		s = grpc.NewServer()
+		authv3.RegisterAuthorizationServer(s, srv)
+	}
 	go func() { _ = s.Serve(lis) }()
 	defer s.Stop()
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -78,6 +83,30 @@ func benchGRPCWith(b *testing.B, srv authv3.AuthorizationServer, tokens []string
 func BenchmarkGRPCTrivial(b *testing.B) {
 	_, key := enginetest.New(b, doc, now, nil, nil)
 	benchGRPC(b, alwaysAllow{}, []string{key.Sign(tokentest.Claims(iss, "userA", uuidA, now), nil)})
+}
+
+// shaped answers every check with one prebuilt response, encoded per call.
+type shaped struct {
+	authv3.UnimplementedAuthorizationServer
+	resp *authv3.CheckResponse
+}
+
+func (s shaped) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return s.resp, nil
+}
+
+// TrivialShaped is the trivial server answering with extauthz's very allow for
+// the token (headers to set and remove, dynamic metadata): what is left between it
+// and Warm is the cost of deciding.
+func BenchmarkGRPCTrivialShaped(b *testing.B) {
+	e, key := enginetest.New(b, doc, now, nil, nil)
+	tok := key.Sign(tokentest.Claims(iss, "userA", uuidA, now), nil)
+	resp, _ := mustGRPC(b, authz.Config{Engine: e}).Check(context.Background(),
+		checkRequest("GET", "/api/"+uuidA+"/tasks", map[string]string{"authorization": "Bearer " + tok}))
+	if resp.GetOkResponse() == nil {
+		b.Fatal(resp)
+	}
+	benchGRPC(b, shaped{resp: resp}, []string{tok})
 }
 
 func BenchmarkGRPCWarm(b *testing.B) {

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
+	"slices"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -18,7 +20,11 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	grpcproto "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
 	grpcstatus "google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
@@ -67,6 +73,32 @@ func NewGRPC(cfg Config) (*GRPC, error) {
 // Check answers one ext_authz CheckRequest. It never returns an error: every
 // problem, including a request we cannot read, becomes a deny.
 func (g *GRPC) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return g.response(g.decide(ctx, in)), nil
+}
+
+// check is Check for a server built by NewServer: an allow with a memoised
+// engine.Answer goes out as the bytes encoded for the first request that had it.
+func (g *GRPC) check(ctx context.Context, in *authv3.CheckRequest) any {
+	d := g.decide(ctx, in)
+	if d.Answer == nil {
+		return g.response(d)
+	}
+	if w, ok := d.Answer.Wire().(*encoded); ok {
+		return w
+	}
+	resp := g.response(d)
+	b, err := proto.Marshal(resp)
+	if err != nil {
+		return resp // the codec will report it
+	}
+	// One BufferSlice for every request: SliceBuffer's Free does nothing, and grpc
+	// only reads it.
+	w := &encoded{mem.BufferSlice{mem.SliceBuffer(b)}}
+	d.Answer.SetWire(w)
+	return w
+}
+
+func (g *GRPC) decide(ctx context.Context, in *authv3.CheckRequest) engine.Decision {
 	h := in.GetAttributes().GetRequest().GetHttp()
 	req := &engine.Request{
 		Method:        h.GetMethod(),
@@ -91,9 +123,64 @@ func (g *GRPC) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Chec
 	if tracing.Enabled() {
 		ctx = tracing.FromCheck(ctx, checkHeaders(h))
 	}
-	d := g.engine.Check(ctx, metrics.TransportGRPC, req)
-	return g.response(d), nil
+	return g.engine.Check(ctx, metrics.TransportGRPC, req)
 }
+
+// StreamWorkersPerCPU sizes NewServer's worker pool. Checks mostly compute, but
+// one that waits (a get-session call, an unknown kid's JWKS fetch) holds a worker.
+const StreamWorkersPerCPU = 8
+
+// NewServer returns a gRPC server that serves g as Envoy's Authorization service,
+// with opts. It pairs the service with the codec that sends a memoised answer's
+// bytes as they are, which grpc-go's generated registration cannot do: its
+// handler must return a *CheckResponse, which would be encoded again per request.
+//
+// It also serves streams from a pool of long-lived workers: grpc-go otherwise
+// starts a goroutine per stream, and growing each new goroutine's stack to the
+// depth of a check (signature verification is deep) was a fifth of a warm check's
+// CPU. A stream that finds every worker busy gets a goroutine of its own, as before.
+func NewServer(g *GRPC, opts ...grpc.ServerOption) *grpc.Server {
+	s := grpc.NewServer(append(slices.Clip(opts),
+		grpc.ForceServerCodecV2(codec{encoding.GetCodecV2(grpcproto.Name)}),
+		grpc.NumStreamWorkers(uint32(StreamWorkersPerCPU*runtime.GOMAXPROCS(0))))...)
+	desc := authv3.Authorization_ServiceDesc
+	desc.Methods = []grpc.MethodDesc{{MethodName: "Check", Handler: checkHandler}}
+	s.RegisterService(&desc, g)
+	return s
+}
+
+// checkHandler is the generated Check handler, calling check instead of Check.
+func checkHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	in := new(authv3.CheckRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	g := srv.(*GRPC)
+	if interceptor == nil {
+		return g.check(ctx, in), nil
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: authv3.Authorization_Check_FullMethodName}
+	return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
+		return g.check(ctx, req.(*authv3.CheckRequest)), nil
+	})
+}
+
+// encoded is a CheckResponse already in its wire form.
+type encoded struct{ data mem.BufferSlice }
+
+// codec is grpc-go's proto codec, except that an encoded response is sent as is.
+type codec struct{ proto encoding.CodecV2 }
+
+func (c codec) Marshal(v any) (mem.BufferSlice, error) {
+	if e, ok := v.(*encoded); ok {
+		return e.data, nil
+	}
+	return c.proto.Marshal(v)
+}
+
+func (c codec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unmarshal(data, v) }
+
+func (c codec) Name() string { return c.proto.Name() }
 
 // checkHeaders is the checked request's headers as one map, whichever of the two
 // encodings Envoy used (only when tracing needs them).

@@ -46,8 +46,7 @@ func served(t *testing.T, cfg authz.Config) (authv3.AuthorizationClient, string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(authz.Recover(cfg.Engine)))
-	authv3.RegisterAuthorizationServer(srv, mustGRPC(t, cfg))
+	srv := authz.NewServer(mustGRPC(t, cfg), grpc.ChainUnaryInterceptor(authz.Recover(cfg.Engine)))
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

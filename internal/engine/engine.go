@@ -84,9 +84,14 @@ type Decision struct {
 	Rule string
 	// TokenPresent is true when the request carried a Bearer token (RFC 6750 error reporting).
 	TokenPresent bool
-	// SetHeaders and RemoveHeaders are the identity headers to set and to strip, on allow.
+	// SetHeaders and RemoveHeaders are the identity headers to set and to strip, on
+	// allow. They may be shared with other decisions: do not modify.
 	SetHeaders    []Header
 	RemoveHeaders []string
+	// Answer, on some allows, is where SetHeaders and RemoveHeaders came from: the
+	// same for every request with the same credential, policy and rule, so that a
+	// front door can keep its encoding of them (Answer.SetWire). Nil otherwise.
+	Answer *Answer
 	// RemoveSpellings are every "_"/"-" spelling of the identity and method-override
 	// headers (policy.Policy.HeaderSpellings, shared: do not modify), for front
 	// doors that cannot see which ones the request carried.
@@ -286,7 +291,8 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	if err != nil {
 		return deny(reason.HostRejected, err.Error(), RuleNone, false)
 	}
-	path, err := policy.Canonicalize(req.Path)
+	var segs [16]string
+	path, err := policy.CanonicalizeTo(req.Path, segs[:0])
 	if err != nil {
 		return deny(reason.PathRejected, err.Error(), RuleNone, false)
 	}
@@ -307,7 +313,8 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	if p.AllowPreflight && req.Method == http.MethodOptions && req.Origin != "" && req.PreflightMethod != "" {
 		return allowAnonymous(p, RulePreflight, strip)
 	}
-	rule, params := p.Match(preq)
+	var pbuf [4]policy.Param
+	rule, params := p.MatchTo(preq, pbuf[:0])
 	var auth authOnce
 	d := s.decideRule(ctx, req, preq, rule, params, strip, &auth)
 	if p.HasShadow {
@@ -400,10 +407,7 @@ func (s *Snapshot) decideRule(ctx context.Context, req *Request, preq *policy.Re
 		}
 	}
 	d := Decision{Allow: true, Status: http.StatusOK, Rule: ruleName, TokenPresent: true, Claims: claims, RemoveSpellings: p.HeaderSpellings}
-	d.SetHeaders, d.RemoveHeaders = identityHeaders(p.Identity, claims.Values, strip)
-	if p.AuthMethodHeader != "" {
-		d.SetHeaders = append(d.SetHeaders, Header{Name: p.AuthMethodHeader, Value: methodName(method)})
-	}
+	d.Answer, d.SetHeaders, d.RemoveHeaders = answer(p, rule, claims, method, strip)
 	if rule != nil && rule.StripCredentials {
 		if req.CannotRemove {
 			return deny(reason.HeaderRejected, "the rule keeps credentials from the backend, which this proxy cannot do", ruleName, true)

@@ -2,6 +2,8 @@ package engine_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"os"
@@ -10,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
 
 	"github.com/betterauth-extauthz/extauthz/internal/decisions"
 	"github.com/betterauth-extauthz/extauthz/internal/engine"
@@ -319,6 +323,29 @@ func (c stateAt) Check(sid, user string, iat, _ time.Time) (reason.Code, string)
 // Cold cycles 8192 tokens through a 128-entry cache: nearly every check misses.
 func BenchmarkCheckCold(b *testing.B) {
 	benchCheck(b, token.NewCache(token.CacheConfig{MaxEntries: 128}), 8192)
+}
+
+// Ed25519Floor is the signature check alone (crypto/ed25519 on the token's
+// signing input), what NoCache and Cold cannot go below.
+func BenchmarkEd25519Floor(b *testing.B) {
+	key := tokentest.NewKey(jwa.EdDSA, "k1")
+	tok := key.Sign(tokentest.Claims(iss, "userA", uuidA, now), nil)
+	var pub ed25519.PublicKey
+	if err := key.JWK().Raw(&pub); err != nil {
+		b.Fatal(err)
+	}
+	i := strings.LastIndexByte(tok, '.')
+	msg := []byte(tok[:i])
+	sig, err := base64.RawURLEncoding.DecodeString(tok[i+1:])
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !ed25519.Verify(pub, msg, sig) {
+			b.Fatal("does not verify")
+		}
+	}
 }
 
 func BenchmarkCheckDenyNoToken(b *testing.B) {

@@ -11,10 +11,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -60,7 +56,7 @@ const DefaultSyncTimeout = 30 * time.Second
 // change and records what became of it as Events on the ConfigMap.
 type ConfigMap struct {
 	cfg    Config
-	client kubernetes.Interface
+	client *client
 	source string
 }
 
@@ -81,7 +77,7 @@ func NewConfigMap(cfg Config) (*ConfigMap, error) {
 }
 
 // setup applies the defaults every watcher shares and builds the API client.
-func setup(rc *rest.Config, key, component *string, log **slog.Logger, sync *time.Duration) (kubernetes.Interface, error) {
+func setup(rc *rest.Config, key, component *string, log **slog.Logger, sync *time.Duration) (*client, error) {
 	if *key == "" {
 		*key = DefaultKey
 	}
@@ -94,18 +90,7 @@ func setup(rc *rest.Config, key, component *string, log **slog.Logger, sync *tim
 	if *sync <= 0 {
 		*sync = DefaultSyncTimeout
 	}
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-	return cs, nil
-}
-
-// recorder writes Events to namespace ("": each object's own) until stop.
-func recorder(ctx context.Context, client kubernetes.Interface, namespace, component string) (rec record.EventRecorder, stop func()) {
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events(namespace)})
-	return broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component}), broadcaster.Shutdown
+	return newClient(rc)
 }
 
 // RESTConfig returns the API server config: from kubeconfig when given, else
@@ -123,15 +108,12 @@ func RESTConfig(kubeconfig string) (*rest.Config, error) {
 // when the first list does not succeed within SyncTimeout; after that the
 // informer rides out API server outages itself.
 func (c *ConfigMap) Run(ctx context.Context, apply reload.ApplyFunc) error {
-	rec, stopEvents := recorder(ctx, c.client, c.cfg.Namespace, c.cfg.Component)
+	rec, stopEvents := c.client.recorder(ctx, c.cfg.Component)
 	defer stopEvents()
 
-	factory := informers.NewSharedInformerFactoryWithOptions(c.client, 10*time.Minute,
-		informers.WithNamespace(c.cfg.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = "metadata.name=" + c.cfg.Name
-		}))
-	inf := factory.Core().V1().ConfigMaps().Informer()
+	inf := informer(c.client.configMaps(c.cfg.Namespace, func(o *metav1.ListOptions) {
+		o.FieldSelector = "metadata.name=" + c.cfg.Name
+	}))
 	// inForce is the hash of the policy in force, as the last outcome reported it;
 	// the informer calls handlers one at a time.
 	var inForce string
@@ -154,11 +136,10 @@ func (c *ConfigMap) Run(ctx context.Context, apply reload.ApplyFunc) error {
 	if err != nil {
 		return fmt.Errorf("watching %s: %w", c.source, err)
 	}
-	// The informers stop when rctx ends; Shutdown waits for them, so rctx is
-	// cancelled first on every return (defers run last-in, first-out).
+	// The informer stops when rctx ends; wait for it, so rctx is cancelled first
+	// on every return (defers run last-in, first-out).
 	rctx, stop := context.WithCancel(ctx)
-	factory.Start(rctx.Done())
-	defer factory.Shutdown()
+	defer start(rctx, inf)()
 	defer stop()
 	sctx, cancel := context.WithTimeout(ctx, c.cfg.SyncTimeout)
 	synced := cache.WaitForCacheSync(sctx.Done(), inf.HasSynced)

@@ -12,8 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -66,7 +64,7 @@ type FragmentSink interface {
 // its fragment is applied or rejected.
 type Fragments struct {
 	cfg    FragmentsConfig
-	client kubernetes.Interface
+	client *client
 	source string
 }
 
@@ -104,7 +102,7 @@ func (f *Fragments) Source() string { return f.source }
 // Run watches until ctx ends; it fails when the first list does not succeed
 // within SyncTimeout (RBAC, an unreachable API server).
 func (f *Fragments) Run(ctx context.Context, sink FragmentSink) error {
-	rec, stopEvents := recorder(ctx, f.client, "", f.cfg.Component) // each ConfigMap's own namespace
+	rec, stopEvents := f.client.recorder(ctx, f.cfg.Component)
 	defer stopEvents()
 
 	namespaces := f.cfg.Namespaces
@@ -123,16 +121,12 @@ func (f *Fragments) Run(ctx context.Context, sink FragmentSink) error {
 	var stores []cache.Store
 	var synced []cache.InformerSynced
 	for _, ns := range namespaces {
-		factory := informers.NewSharedInformerFactoryWithOptions(f.client, 10*time.Minute,
-			informers.WithNamespace(ns),
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = f.cfg.Selector }))
-		inf := factory.Core().V1().ConfigMaps().Informer()
+		inf := informer(f.client.configMaps(ns, func(o *metav1.ListOptions) { o.LabelSelector = f.cfg.Selector }))
 		if _, err := inf.AddEventHandler(handler); err != nil {
 			stop()
 			return fmt.Errorf("watching %s: %w", f.source, err)
 		}
-		factory.Start(rctx.Done())
-		defer factory.Shutdown()
+		defer start(rctx, inf)()
 		stores, synced = append(stores, inf.GetStore()), append(synced, inf.HasSynced)
 	}
 	defer stop()

@@ -7,6 +7,9 @@
 package metrics
 
 import (
+	"maps"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +47,12 @@ type Recorder struct {
 	logsSuppressed  *prometheus.CounterVec
 	policy          policyMetrics
 	reg             prometheus.Registerer
+
+	// durations are checkDuration's children by transport, resolved once.
+	durations map[Transport]prometheus.Observer
+	// resolved holds decisions' children already looked up (see decisionCounter).
+	resolved   atomic.Pointer[map[decisionKey]prometheus.Counter]
+	resolvedMu sync.Mutex
 }
 
 // New creates the collectors and registers them, plus the Go and process collectors, on reg.
@@ -107,6 +116,10 @@ func New(reg prometheus.Registerer) *Recorder {
 		policy: newPolicyMetrics(),
 		reg:    reg,
 	}
+	s.durations = map[Transport]prometheus.Observer{
+		TransportGRPC: s.checkDuration.WithLabelValues(string(TransportGRPC)),
+		TransportHTTP: s.checkDuration.WithLabelValues(string(TransportHTTP)),
+	}
 	// Pre-create the panic series so that an alert on their increase sees a zero first.
 	s.panics.WithLabelValues(string(TransportGRPC))
 	s.panics.WithLabelValues(string(TransportHTTP))
@@ -124,12 +137,11 @@ func (s *Recorder) Decision(transport Transport, allow bool, reason, rule string
 	if s == nil {
 		return
 	}
-	d := "deny"
-	if allow {
-		d = "allow"
+	s.decisionCounter(decisionKey{allow, reason, rule}).Inc()
+	h := s.durations[transport]
+	if h == nil {
+		h = s.checkDuration.WithLabelValues(string(transport))
 	}
-	s.decisions.WithLabelValues(d, reason, rule).Inc()
-	h := s.checkDuration.WithLabelValues(string(transport))
 	if traceID != "" {
 		if eo, ok := h.(prometheus.ExemplarObserver); ok {
 			eo.ObserveWithExemplar(took.Seconds(), prometheus.Labels{"trace_id": traceID})
@@ -137,6 +149,52 @@ func (s *Recorder) Decision(transport Transport, allow bool, reason, rule string
 		}
 	}
 	h.Observe(took.Seconds())
+}
+
+type decisionKey struct {
+	allow        bool
+	reason, rule string
+}
+
+// maxDecisionCounters bounds the resolved-counter map; rule names come from
+// configuration and reasons from a closed set, so only many reloads with renamed
+// rules reach it, and then the rest are resolved per call.
+const maxDecisionCounters = 4096
+
+// decisionCounter returns the decisions_total child for k. WithLabelValues hashes
+// the label values and takes a read lock on every call; the resolved children live
+// in a map that is replaced, never changed, so a check reads it without a lock.
+func (s *Recorder) decisionCounter(k decisionKey) prometheus.Counter {
+	if m := s.resolved.Load(); m != nil {
+		if c, ok := (*m)[k]; ok {
+			return c
+		}
+	}
+	d := "deny"
+	if k.allow {
+		d = "allow"
+	}
+	c := s.decisions.WithLabelValues(d, k.reason, k.rule)
+	s.resolvedMu.Lock()
+	defer s.resolvedMu.Unlock()
+	old := s.resolved.Load()
+	if old != nil && len(*old) >= maxDecisionCounters {
+		return c
+	}
+	m := make(map[decisionKey]prometheus.Counter, 1+lenOf(old))
+	if old != nil {
+		maps.Copy(m, *old)
+	}
+	m[k] = c
+	s.resolved.Store(&m)
+	return c
+}
+
+func lenOf(m *map[decisionKey]prometheus.Counter) int {
+	if m == nil {
+		return 0
+	}
+	return len(*m)
 }
 
 // JWKSRegistered creates an issuer's JWKS series (no fetch yet, no keys, last

@@ -51,7 +51,11 @@ var (
 // path-based rules (CVE-2019-9901). nginx (merge_slashes) and Spring serve "//a" as
 // "/a", so an empty segment would let a request skip the rule that "/a" gets. No
 // legitimate browser request needs any of these.
-func Canonicalize(raw string) (Path, error) {
+func Canonicalize(raw string) (Path, error) { return CanonicalizeTo(raw, nil) }
+
+// CanonicalizeTo is Canonicalize keeping the segments in segs' storage (segs[:0]),
+// so that a caller with a buffer on its stack canonicalises without allocating.
+func CanonicalizeTo(raw string, segs []string) (Path, error) {
 	if i := strings.IndexByte(raw, '?'); i >= 0 {
 		raw = raw[:i]
 	}
@@ -69,7 +73,10 @@ func Canonicalize(raw string) (Path, error) {
 	if trailing {
 		rest = rest[:len(rest)-1]
 	}
-	segs := make([]string, 0, strings.Count(rest, "/")+1)
+	if segs == nil {
+		segs = make([]string, 0, strings.Count(rest, "/")+1)
+	}
+	segs = segs[:0]
 	changed := false
 	for {
 		seg, tail, more := strings.Cut(rest, "/")

@@ -55,8 +55,12 @@ type Request struct {
 
 // Match returns the first enforcing rule matching req, with the parameters it
 // bound, or nil. Shadow rules are skipped: see Shadows.
-func (p *Policy) Match(req *Request) (*Rule, Params) {
-	var ps Params
+func (p *Policy) Match(req *Request) (*Rule, Params) { return p.MatchTo(req, nil) }
+
+// MatchTo is Match binding the parameters into buf's storage (buf[:0]), so that a
+// caller with a buffer on its stack matches without allocating.
+func (p *Policy) MatchTo(req *Request, buf Params) (*Rule, Params) {
+	ps := buf[:0]
 	for _, r := range p.Rules {
 		if r.Shadow {
 			continue

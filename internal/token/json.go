@@ -35,6 +35,11 @@ func decodeObject(data []byte) (map[string]any, error) {
 	if tooDeep(data, MaxJSONDepth) {
 		return nil, errTooDeep
 	}
+	return decodeChecked(data)
+}
+
+// decodeChecked is decodeObject for data whose depth the caller has checked.
+func decodeChecked(data []byte) (map[string]any, error) {
 	if err := duplicateMembers(data); err != nil {
 		return nil, err
 	}

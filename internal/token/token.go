@@ -13,12 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
-	"github.com/lestrrat-go/jwx/v2/jws"
-	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
@@ -161,11 +160,54 @@ type Claims struct {
 	IssuedAt time.Time
 	// Values holds every claim as decoded JSON (numbers are float64).
 	Values ClaimSet
+
+	// memo is nil until Reused is first called, then usedOnce, then the slots.
+	memo atomic.Pointer[memoSlots]
 }
 
-// registeredClaims are the RFC 7519 claims jwx validates and types.
-var registeredClaims = []string{
-	jwt.IssuerKey, jwt.SubjectKey, jwt.AudienceKey, jwt.ExpirationKey, jwt.NotBeforeKey, jwt.IssuedAtKey, jwt.JwtIDKey,
+// MemoSlots is the number of memo slots a Claims has.
+const MemoSlots = 4
+
+type memoSlots [MemoSlots]atomic.Pointer[any]
+
+// usedOnce is the memo of a Claims that Reused has seen once; never written.
+var usedOnce = new(memoSlots)
+
+// Reused reports whether Reused was called on c before; the first call returns
+// false. The engine keeps what it derives from a verification (Memo) only once
+// the verification is used again, so that a token sent once (most tokens in a
+// burst of new sign-ins) costs the cache no memory for it.
+func (c *Claims) Reused() bool {
+	return c.memo.Load() != nil || !c.memo.CompareAndSwap(nil, usedOnce)
+}
+
+// Memo returns what slot i (modulo MemoSlots) of c's memo holds, or nil. A user
+// of a verification keeps there what it derives from the claims (the engine, an
+// allow's headers), so that a cached verification is not derived from again on
+// every request. A Claims may be shared by concurrent requests: a slot's value
+// must be immutable, and checked on load against what it was derived under.
+func (c *Claims) Memo(i int) any {
+	m := c.memo.Load()
+	if m == nil || m == usedOnce {
+		return nil
+	}
+	if v := m[uint(i)%MemoSlots].Load(); v != nil {
+		return *v
+	}
+	return nil
+}
+
+// SetMemo keeps v in slot i (modulo MemoSlots) of c's memo.
+func (c *Claims) SetMemo(i int, v any) {
+	m := c.memo.Load()
+	if m == nil || m == usedOnce {
+		if n := new(memoSlots); c.memo.CompareAndSwap(m, n) {
+			m = n
+		} else {
+			m = c.memo.Load()
+		}
+	}
+	m[uint(i)%MemoSlots].Store(&v)
 }
 
 // Verify checks raw and returns its claims, or a *reason.Error. The returned Claims
@@ -249,11 +291,7 @@ func (v *Verifier) checkSignature(ctx context.Context, c *compact) (*issuer, *ke
 	if err := algMatchesKey(c.alg, key); err != nil {
 		return nil, nil, reason.Wrap(reason.AlgNotAllowed, "algorithm does not fit the key", err)
 	}
-	verifier, err := jws.NewVerifier(c.alg)
-	if err != nil {
-		return nil, nil, reason.Wrap(reason.AlgNotAllowed, "no verifier", err)
-	}
-	if err := verifier.Verify([]byte(c.signingInput), c.sig, key.Public); err != nil {
+	if err := verifySignature(c.alg, key.Public, c.signingInput, c.sig); err != nil {
 		return nil, nil, reason.Wrap(reason.SignatureInvalid, "signature does not verify with kid "+reason.Clip(key.KID, 64), err)
 	}
 	return iss, key, nil
@@ -266,7 +304,7 @@ func (v *Verifier) checkSignature(ctx context.Context, c *compact) (*issuer, *ke
 type reshape func(claims map[string]any) (map[string]any, time.Time, error)
 
 func (v *Verifier) checkClaims(c *compact, iss *issuer, key *keyset.Key, audiences []string, shape reshape) (*cacheEntry, error) {
-	claims, err := decodeObject(c.payload)
+	claims, err := c.claims, c.claimsErr
 	if err != nil {
 		return nil, reason.Wrap(reason.TokenMalformed, "claims are not a valid JSON object", err)
 	}
@@ -277,29 +315,15 @@ func (v *Verifier) checkClaims(c *compact, iss *issuer, key *keyset.Key, audienc
 	if err := checkNumericDates(claims); err != nil {
 		return nil, err
 	}
-	tok := jwt.New()
-	for _, name := range registeredClaims {
-		if v, ok := claims[name]; ok {
-			if err := tok.Set(name, v); err != nil {
-				return nil, reason.Wrap(reason.TokenMalformed, "claim "+name+" has the wrong type", err)
-			}
-		}
+	reg, err := readRegistered(claims)
+	if err != nil {
+		return nil, err
 	}
-	err = jwt.Validate(tok,
-		jwt.WithClock(jwt.ClockFunc(v.now)),
-		jwt.WithAcceptableSkew(v.leeway),
-	)
-	switch {
-	case err == nil:
-	case errors.Is(err, jwt.ErrTokenExpired()):
-		return nil, reason.Errorf(reason.TokenExpired, "expired at %s", tok.Expiration().UTC().Format(time.RFC3339))
-	case errors.Is(err, jwt.ErrTokenNotYetValid()), errors.Is(err, jwt.ErrInvalidIssuedAt()):
-		return nil, reason.Wrap(reason.TokenNotYetValid, "nbf or iat is in the future", err)
-	default:
-		return nil, reason.Wrap(reason.TokenMalformed, "claims do not validate", err)
+	if err := checkTimes(reg, v.now(), v.leeway); err != nil {
+		return nil, err
 	}
-	if !audienceMatches(tok.Audience(), audiences) {
-		return nil, reason.Errorf(reason.AudienceMismatch, "aud %q does not contain an accepted audience", reason.Clip(fmt.Sprint(tok.Audience()), 200))
+	if !audienceMatches(reg.aud, audiences) {
+		return nil, reason.Errorf(reason.AudienceMismatch, "aud %q does not contain an accepted audience", reason.Clip(fmt.Sprint(reg.aud), 200))
 	}
 	sub, _ := claims["sub"].(string)
 	var deadline time.Time
@@ -309,14 +333,14 @@ func (v *Verifier) checkClaims(c *compact, iss *issuer, key *keyset.Key, audienc
 		}
 	}
 	set := newClaimSet(claims, v.keep)
-	from, until := validity(tok.Expiration(), tok.NotBefore(), tok.IssuedAt(), v.leeway)
+	from, until := validity(reg.exp, reg.nbf, reg.iat, v.leeway)
 	if !deadline.IsZero() && deadline.UnixNano() < until {
 		until = deadline.UnixNano()
 	}
 	return &cacheEntry{
 		claims: Claims{
 			Issuer: iss.cfg.Issuer, Subject: sub, KID: key.KID, Alg: c.alg,
-			Expiry: tok.Expiration(), IssuedAt: tok.IssuedAt(), Values: set,
+			Expiry: reg.exp, IssuedAt: reg.iat, Values: set,
 		},
 		fingerprint: iss.fingerprint, key: key, notBefore: from, notAfter: until,
 		size: set.size(),

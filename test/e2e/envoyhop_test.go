@@ -20,10 +20,13 @@ import (
 )
 
 // BenchmarkEnvoyHop measures what the ext_authz hop adds to a request through a real
-// Envoy: the shipped examples/envoy/envoy.yaml (gRPC) and envoy-http.yaml (HTTP
-// mode) in front of a trivial backend, against the same file with the ext_authz
-// filter taken out; and Caddy's shipped forward_auth Caddyfile against the same
-// Caddyfile without forward_auth. All get Alice's warm token.
+// Envoy: the shipped examples/envoy/envoy.yaml (gRPC), envoy-mtls.yaml (gRPC over
+// mutual TLS) and envoy-http.yaml (HTTP mode) in front of a trivial backend,
+// against the same file with the ext_authz filter taken out; Envoy's own
+// jwt_authn filter verifying the same token in its place (what an Istio
+// RequestAuthentication costs), without and with its JWT cache; and Caddy's
+// shipped forward_auth Caddyfile against the same Caddyfile without
+// forward_auth. All get Alice's warm token.
 //
 //	make bench-envoy
 func BenchmarkEnvoyHop(b *testing.B) {
@@ -54,6 +57,17 @@ func BenchmarkEnvoyHop(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer caddyWithout.Proc.Stop()
+	mtls := startMTLS(b, dir, backend)
+	jwtAuthn, err := startEnvoyJWTAuthn(dir, "envoy-jwt_authn", backend, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer jwtAuthn.Proc.Stop()
+	jwtAuthnCached, err := startEnvoyJWTAuthn(dir, "envoy-jwt_authn-cached", backend, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer jwtAuthnCached.Proc.Stop()
 	tok, err := userA.Token()
 	if err != nil {
 		b.Fatal(err)
@@ -62,8 +76,20 @@ func BenchmarkEnvoyHop(b *testing.B) {
 	for _, v := range []struct {
 		name string
 		base string
-	}{{"without-ext_authz", without.URL}, {"with-ext_authz", with.URL}, {"with-ext_authz-http", withHTTP.URL},
+	}{{"without-ext_authz", without.URL}, {"with-ext_authz", with.URL}, {"with-ext_authz-mtls", mtls.envoy.URL},
+		{"with-ext_authz-http", withHTTP.URL}, {"jwt_authn", jwtAuthn.URL}, {"jwt_authn-cached", jwtAuthnCached.URL},
 		{"caddy-without-forward_auth", caddyWithout.URL}, {"caddy-with-forward_auth", caddy.URL}} {
+		if !strings.Contains(v.name, "without") {
+			// The filter under test is there: a request without a token is refused.
+			resp, err := http.Get(v.base + url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 401 && resp.StatusCode != 403 {
+				b.Fatalf("%s: no token, status %d", v.name, resp.StatusCode)
+			}
+		}
 		b.Run(v.name, func(b *testing.B) {
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 5 * time.Second}
 			req, _ := http.NewRequest("GET", v.base+url, nil)
@@ -136,6 +162,53 @@ func startEnvoyWithoutExtAuthz(dir, backend string) (*stack.Envoy, error) {
 	t := tools
 	t.ExampleDir = exdir
 	return stack.StartEnvoy(t, dir, "envoy-without", "127.0.0.1:9", backend)
+}
+
+// startEnvoyJWTAuthn runs the shipped example with Envoy's jwt_authn filter in
+// place of ext_authz, configured as an Istio RequestAuthentication for Better
+// Auth would be: issuer and audience, the JWKS (inline, so that no fetch is
+// timed), the token required on every path, and the identity claims copied to
+// headers as extauthz's policy does. cached adds jwt_authn's JWT cache, which
+// Istio does not configure.
+func startEnvoyJWTAuthn(dir, name, backend string, cached bool) (*stack.Envoy, error) {
+	resp, err := http.Get(st.BetterAuth.URL + "/api/auth/jwks")
+	if err != nil {
+		return nil, err
+	}
+	jwks, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		return nil, fmt.Errorf("jwks: %d %v", resp.StatusCode, err)
+	}
+	provider := map[string]any{
+		"issuer": st.BetterAuth.URL, "audiences": []any{st.BetterAuth.URL},
+		"local_jwks": map[string]any{"inline_string": string(jwks)},
+		"forward":    true,
+		"claim_to_headers": []any{
+			map[string]any{"header_name": "x-user-id", "claim_name": "sub"},
+			map[string]any{"header_name": "x-user-uuid", "claim_name": "uuid"},
+			map[string]any{"header_name": "x-user-email", "claim_name": "email"},
+		},
+	}
+	if cached {
+		provider["jwt_cache_config"] = map[string]any{"jwt_cache_size": 1000}
+	}
+	filter := map[string]any{"name": "envoy.filters.http.jwt_authn", "typed_config": map[string]any{
+		"@type":     "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+		"providers": map[string]any{"better_auth": provider},
+		"rules":     []any{map[string]any{"match": map[string]any{"prefix": "/"}, "requires": map[string]any{"provider_name": "better_auth"}}},
+	}}
+	return stack.StartEnvoyExample(tools, dir, name, stack.EnvoyExample{Backend: backend, ExtauthzGRPC: "127.0.0.1:9", Edit: func(cfg map[string]any) error {
+		hcm := cfg["static_resources"].(map[string]any)["listeners"].([]any)[0].(map[string]any)["filter_chains"].([]any)[0].(map[string]any)["filters"].([]any)[0].(map[string]any)["typed_config"].(map[string]any)
+		filters := hcm["http_filters"].([]any)
+		for i, f := range filters {
+			if f.(map[string]any)["name"] == "envoy.filters.http.ext_authz" {
+				filters[i] = filter
+				return nil
+			}
+		}
+		return fmt.Errorf("no ext_authz filter to replace")
+	}})
 }
 
 // startCaddyWithoutForwardAuth runs the shipped Caddyfile with its forward_auth

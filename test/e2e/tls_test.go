@@ -25,49 +25,68 @@ const (
 	envoySPIFFE = "spiffe://cluster.local/ns/gateway/sa/envoy"
 )
 
+// mtls is the shipped examples/envoy/envoy-mtls.yaml running against an extauthz
+// that serves TLS and requires Envoy's client certificate, with their files.
+type mtls struct {
+	ca               *tlstest.CA
+	srvDir, envoyDir string
+	serverSANs       tlstest.SANs
+	client           tlstest.Pair
+	ext              *stack.Extauthz
+	envoy            *stack.Envoy
+}
+
+// startMTLS starts that pair in front of backend; the test's cleanup stops it.
+func startMTLS(tb testing.TB, dir, backend string) *mtls {
+	tb.Helper()
+	m := &mtls{ca: tlstest.NewCA("extauthz e2e CA"), srvDir: filepath.Join(dir, "extauthz-tls"), envoyDir: filepath.Join(dir, "envoy-tls"),
+		serverSANs: tlstest.SANs{DNS: []string{extauthzDNS}, IPs: []string{"127.0.0.1"}}}
+	for _, d := range []string{m.srvDir, m.envoyDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	first := m.ca.Server("extauthz", m.serverSANs)
+	tlstest.SwapInto(m.srvDir, map[string][]byte{"tls.crt": first.CertPEM, "tls.key": first.KeyPEM, "ca.crt": m.ca.CertPEM})
+	m.client = m.ca.Client("envoy", tlstest.SANs{URIs: []string{envoySPIFFE}})
+	m.client.Write(m.envoyDir, "tls")
+	m.ca.Write(m.envoyDir, "ca")
+	for _, f := range []string{"client-sds.yaml", "ca-sds.yaml"} {
+		b, err := os.ReadFile(filepath.Join(tools.ExampleDir, "envoy", "extauthz-tls", f))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		b = []byte(strings.ReplaceAll(string(b), "/etc/envoy/extauthz-tls", m.envoyDir))
+		if err := os.WriteFile(filepath.Join(m.envoyDir, f), b, 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	var err error
+	m.ext, err = stack.StartExtauthz(tools, dir, "extauthz-tls", stack.Policy(st.BetterAuth.URL, ""), stack.ExtauthzOptions{LogLevel: "info", Args: []string{
+		"--tls-cert-file", filepath.Join(m.srvDir, "tls.crt"), "--tls-key-file", filepath.Join(m.srvDir, "tls.key"),
+		"--tls-client-ca-file", filepath.Join(m.srvDir, "ca.crt"), "--tls-client-san", envoySPIFFE + ",dns:nginx.gateway.internal"}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(m.ext.Proc.Stop)
+	m.envoy, err = stack.StartEnvoyExample(tools, dir, "envoy-mtls", stack.EnvoyExample{File: "envoy-mtls.yaml", ExtauthzGRPC: m.ext.GRPC, Backend: backend,
+		Replace: map[string]string{"/etc/envoy/extauthz-tls": m.envoyDir}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(m.envoy.Proc.Stop)
+	return m
+}
+
 // TestEnvoyMTLS runs the shipped examples/envoy/envoy-mtls.yaml: Envoy and extauthz
 // authenticate each other, requests are allowed, extauthz's certificate rotates
 // (kubelet-style swap) under load with 0 failed requests, and an Envoy without a
 // client certificate is refused, so its requests fail closed.
 func TestEnvoyMTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca := tlstest.NewCA("extauthz e2e CA")
-	srvDir, envoyDir := filepath.Join(dir, "extauthz-tls"), filepath.Join(dir, "envoy-tls")
-	for _, d := range []string{srvDir, envoyDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	serverSANs := tlstest.SANs{DNS: []string{extauthzDNS}, IPs: []string{"127.0.0.1"}}
-	first := ca.Server("extauthz", serverSANs)
-	tlstest.SwapInto(srvDir, map[string][]byte{"tls.crt": first.CertPEM, "tls.key": first.KeyPEM, "ca.crt": ca.CertPEM})
-	client := ca.Client("envoy", tlstest.SANs{URIs: []string{envoySPIFFE}})
-	client.Write(envoyDir, "tls")
-	ca.Write(envoyDir, "ca")
-	for _, f := range []string{"client-sds.yaml", "ca-sds.yaml"} {
-		b, err := os.ReadFile(filepath.Join(tools.ExampleDir, "envoy", "extauthz-tls", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b = []byte(strings.ReplaceAll(string(b), "/etc/envoy/extauthz-tls", envoyDir))
-		if err := os.WriteFile(filepath.Join(envoyDir, f), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ext, err := stack.StartExtauthz(tools, dir, "extauthz-tls", stack.Policy(st.BetterAuth.URL, ""), stack.ExtauthzOptions{LogLevel: "info", Args: []string{
-		"--tls-cert-file", filepath.Join(srvDir, "tls.crt"), "--tls-key-file", filepath.Join(srvDir, "tls.key"),
-		"--tls-client-ca-file", filepath.Join(srvDir, "ca.crt"), "--tls-client-san", envoySPIFFE + ",dns:nginx.gateway.internal"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ext.Proc.Stop()
 	backend := fastBackend(t)
-	envoy, err := stack.StartEnvoyExample(tools, dir, "envoy-mtls", stack.EnvoyExample{File: "envoy-mtls.yaml", ExtauthzGRPC: ext.GRPC, Backend: backend,
-		Replace: map[string]string{"/etc/envoy/extauthz-tls": envoyDir}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer envoy.Proc.Stop()
+	m := startMTLS(t, dir, backend)
+	ca, srvDir, envoyDir, client, ext, envoy, serverSANs := m.ca, m.srvDir, m.envoyDir, m.client, m.ext, m.envoy, m.serverSANs
 	tok, err := userA.Token()
 	if err != nil {
 		t.Fatal(err)
