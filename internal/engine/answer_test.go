@@ -107,3 +107,39 @@ rules:
 		}
 	}
 }
+
+// TestAnswerMemoWithShadowRules: a shadow rule's evaluation neither builds nor
+// replaces the deciding rule's answer, and with memoisation off none is kept.
+func TestAnswerMemoWithShadowRules(t *testing.T) {
+	doc := `
+issuers: [{betterAuthURL: https://auth.example.com}]
+identity:
+  headers: { x-user-id: sub, x-user-uuid: uuid }
+rules:
+  - name: admin-v2
+    mode: shadow
+    paths: ["/api/**"]
+  - name: own-tasks
+    paths: ["/api/{user_id}/tasks"]
+    owner: { param: user_id, claim: uuid }
+`
+	e, key := enginetest.New(t, doc, now, nil, token.NewCache(token.CacheConfig{}))
+	tok := key.Sign(tokentest.Claims(iss, "userA", uuidA, now), nil)
+	req := &engine.Request{Method: "GET", Host: "api.example.com", Path: "/api/" + uuidA + "/tasks", Authorization: bearer(tok)}
+	e.Check(context.Background(), "test", req)
+	first := e.Check(context.Background(), "test", req)
+	for range 5 {
+		d := e.Check(context.Background(), "test", req)
+		if !d.Allow || d.Answer == nil || d.Answer != first.Answer || len(d.Shadow) != 1 || !d.Shadow[0].Allow {
+			t.Fatalf("%+v (answer %p, first %p)", d, d.Answer, first.Answer)
+		}
+	}
+
+	off := engine.New(engine.Config{AnswerBytes: -1})
+	off.Swap(e.Current())
+	for range 3 {
+		if d := off.Check(context.Background(), "test", req); !d.Allow || d.Answer != nil || len(d.SetHeaders) == 0 {
+			t.Fatalf("memoisation off: %+v", d)
+		}
+	}
+}

@@ -129,6 +129,7 @@ type Engine struct {
 	allowRate float64
 	denies    denyLimiter
 	allows    denyLimiter
+	answers   *answerBudget // nil: answers are not memoised
 	shadows   denyLimiter
 }
 
@@ -141,6 +142,9 @@ type Config struct {
 	// LogAllows is the fraction of allows that get a decision line (0 to 1;
 	// 0, the default, logs none).
 	LogAllows float64
+	// AnswerBytes bounds the memory of memoised allow answers (see Answer), beyond
+	// the token cache's: DefaultAnswerBytes when zero; negative memoises none.
+	AnswerBytes int
 	// DenyLogsPerSecond caps the deny lines of each reason code a second
 	// (DefaultDenyLogsPerSecond when zero, no cap when negative); the rest are
 	// counted, and summed up in one line.
@@ -156,6 +160,13 @@ func New(cfg Config) *Engine {
 		cfg.DenyLogsPerSecond = DefaultDenyLogsPerSecond
 	}
 	e := &Engine{metrics: cfg.Metrics, log: cfg.Log, allowRate: min(max(cfg.LogAllows, 0), 1)}
+	if cfg.AnswerBytes == 0 {
+		cfg.AnswerBytes = DefaultAnswerBytes
+	}
+	if cfg.AnswerBytes > 0 {
+		e.answers = &answerBudget{}
+		e.answers.limit.Store(int64(cfg.AnswerBytes))
+	}
 	e.denies.perSecond = int64(cfg.DenyLogsPerSecond)
 	e.allows.perSecond = AllowLogsPerSecond
 	e.shadows.perSecond = ShadowLogsPerSecond
@@ -316,12 +327,12 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	var pbuf [4]policy.Param
 	rule, params := p.MatchTo(preq, pbuf[:0])
 	var auth authOnce
-	d := s.decideRule(ctx, req, preq, rule, params, strip, &auth)
+	d := s.decideRule(ctx, req, preq, rule, params, strip, &auth, false, e.answers)
 	if p.HasShadow {
 		if shadows := p.Shadows(preq, rule); len(shadows) > 0 {
 			sctx := context.WithValue(ctx, noOnline{}, true)
 			for _, m := range shadows {
-				w := s.decideRule(sctx, req, preq, m.Rule, m.Params, strip, &auth)
+				w := s.decideRule(sctx, req, preq, m.Rule, m.Params, strip, &auth, true, nil)
 				d.Shadow = append(d.Shadow, ShadowDecision{Rule: m.Rule.Name, Allow: w.Allow, Unknown: w.Status == 0,
 					Status: w.Status, Reason: w.Reason, Detail: w.Detail})
 			}
@@ -360,7 +371,8 @@ func (a *authOnce) get(ctx context.Context, s *Snapshot, req *Request) (*token.C
 }
 
 // decideRule decides req as rule (nil: no rule matched) would.
-func (s *Snapshot) decideRule(ctx context.Context, req *Request, preq *policy.Request, rule *policy.Rule, params policy.Params, strip []string, auth *authOnce) Decision {
+// A shadow evaluation builds no headers.
+func (s *Snapshot) decideRule(ctx context.Context, req *Request, preq *policy.Request, rule *policy.Rule, params policy.Params, strip []string, auth *authOnce, shadow bool, answers *answerBudget) Decision {
 	p := s.Policy
 	if rule == nil && p.Default == policy.DefaultDeny {
 		return deny(reason.NoRule, "no rule matches and default is deny", RuleDefault, len(req.Authorization) > 0)
@@ -406,12 +418,15 @@ func (s *Snapshot) decideRule(ctx context.Context, req *Request, preq *policy.Re
 			return d
 		}
 	}
+	if rule != nil && rule.StripCredentials && req.CannotRemove {
+		return deny(reason.HeaderRejected, "the rule keeps credentials from the backend, which this proxy cannot do", ruleName, true)
+	}
 	d := Decision{Allow: true, Status: http.StatusOK, Rule: ruleName, TokenPresent: true, Claims: claims, RemoveSpellings: p.HeaderSpellings}
-	d.Answer, d.SetHeaders, d.RemoveHeaders = answer(p, rule, claims, method, strip)
+	if shadow {
+		return d // only allow or deny is kept of a shadow rule's decision
+	}
+	d.Answer, d.SetHeaders, d.RemoveHeaders = answer(p, rule, claims, method, strip, answers)
 	if rule != nil && rule.StripCredentials {
-		if req.CannotRemove {
-			return deny(reason.HeaderRejected, "the rule keeps credentials from the backend, which this proxy cannot do", ruleName, true)
-		}
 		d.SetHeaders, d.RemoveHeaders = stripCredentials(p, req, d.SetHeaders, d.RemoveHeaders)
 	}
 	return d

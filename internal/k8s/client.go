@@ -67,7 +67,7 @@ func newClient(rc *rest.Config) (*client, error) {
 func (c *client) configMaps(namespace string, tweak func(*metav1.ListOptions)) *cache.ListWatch {
 	req := func(o metav1.ListOptions) *rest.Request {
 		tweak(&o)
-		return c.rest.Get().Namespace(namespace).Resource("configmaps").VersionedParams(&o, metav1.ParameterCodec)
+		return c.rest.Get().UseProtobufAsDefault().Namespace(namespace).Resource("configmaps").VersionedParams(&o, metav1.ParameterCodec)
 	}
 	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
@@ -101,20 +101,21 @@ func (c *client) recorder(ctx context.Context, component string) (rec record.Eve
 }
 
 // eventSink is record.EventSink on the REST client, as the clientset's
-// EventSinkImpl would be.
+// EventSinkImpl would be. Requests prefer protobuf, as the clientset's do for
+// core types.
 type eventSink struct{ rest rest.Interface }
 
 func (s eventSink) Create(e *corev1.Event) (*corev1.Event, error) {
 	out := &corev1.Event{}
-	return out, s.rest.Post().Namespace(e.Namespace).Resource("events").Body(e).Do(context.Background()).Into(out)
+	return out, s.rest.Post().UseProtobufAsDefault().Namespace(e.Namespace).Resource("events").Body(e).Do(context.Background()).Into(out)
 }
 
 func (s eventSink) Update(e *corev1.Event) (*corev1.Event, error) {
 	out := &corev1.Event{}
-	return out, s.rest.Put().Namespace(e.Namespace).Resource("events").Name(e.Name).Body(e).Do(context.Background()).Into(out)
+	return out, s.rest.Put().UseProtobufAsDefault().Namespace(e.Namespace).Resource("events").Name(e.Name).Body(e).Do(context.Background()).Into(out)
 }
 
 func (s eventSink) Patch(e *corev1.Event, data []byte) (*corev1.Event, error) {
 	out := &corev1.Event{}
-	return out, s.rest.Patch(types.StrategicMergePatchType).Namespace(e.Namespace).Resource("events").Name(e.Name).Body(data).Do(context.Background()).Into(out)
+	return out, s.rest.Patch(types.StrategicMergePatchType).UseProtobufAsDefault().Namespace(e.Namespace).Resource("events").Name(e.Name).Body(data).Do(context.Background()).Into(out)
 }

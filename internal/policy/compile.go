@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/cel-go/cel"
@@ -118,7 +119,17 @@ type Policy struct {
 	// backends read as the same header. Front doors that cannot see the request's
 	// headers (Envoy's HTTP mode forwards only its allowed_headers) remove them all.
 	HeaderSpellings []string
+
+	generation uint64
 }
+
+// generations numbers compiled policies.
+var generations atomic.Uint64
+
+// Generation identifies this compiled policy among all compiled in the process
+// (never 0 for one Load or Compose built), so that what was derived from it can be
+// recognised without holding it.
+func (p *Policy) Generation() uint64 { return p.generation }
 
 // AuthMethodHeader names the header that says how a request authenticated.
 const AuthMethodHeader = "x-auth-method"
@@ -152,7 +163,7 @@ func Compile(c *Config) (*Policy, error) {
 // rules of different fragments never overlap, and comparing them all pairwise
 // would grow with the square of every team's rules).
 func compile(c *Config, doLint bool) (*Policy, error) {
-	p := &Policy{Leeway: token.DefaultLeeway, AllowPreflight: c.CORS.AllowPreflight}
+	p := &Policy{Leeway: token.DefaultLeeway, AllowPreflight: c.CORS.AllowPreflight, generation: generations.Add(1)}
 	if c.Leeway != nil {
 		if *c.Leeway < 0 || *c.Leeway > 10*time.Minute {
 			return nil, fmt.Errorf("leeway: %s is outside 0..10m", *c.Leeway)
@@ -203,6 +214,7 @@ func compile(c *Config, doLint bool) (*Policy, error) {
 			return nil, fmt.Errorf("rules[%d] %q: name: used by an earlier rule", i, rc.Name)
 		}
 		names[r.Name] = true
+		r.index = len(p.Rules)
 		p.Rules = append(p.Rules, r)
 		p.HasShadow = p.HasShadow || r.Shadow
 	}

@@ -42,7 +42,11 @@ type Rule struct {
 	// whenClaims are the claims `when` reads; whenAnyClaim: it may read any.
 	whenClaims   []string
 	whenAnyClaim bool
+	index        int
 }
+
+// Index is the rule's position in its policy's Rules.
+func (r *Rule) Index() int { return r.index }
 
 // Request is what a rule is matched against, every part already canonical.
 type Request struct {

@@ -21,9 +21,11 @@ type compact struct {
 	payload, sig []byte
 	signingInput string
 	iss          string
-	// claims is the payload decoded strictly, or claimsErr why it is not.
+	// claims is the payload decoded strictly, or claimsErr why it is not; late:
+	// not yet (a large payload, decoded once its signature has verified).
 	claims    map[string]any
 	claimsErr error
+	late      bool
 }
 
 // parseCompact takes raw apart, refusing what no Better Auth token looks like
@@ -72,15 +74,25 @@ func parseCompact(raw string) (*compact, error) {
 	return c, nil
 }
 
-// decodePayload decodes the payload once, strictly, into c.claims for the checks
-// after the signature (or keeps the error for them to report, in their order), and
-// returns the iss that selects whose keys to try. That is the claims' iss member,
-// unless another member could pass for it with encoding/json's case-insensitive
-// field matching, or the strict decoding failed: then peekIssuer reads it, as it
-// did alone before this decoding moved here, so that which issuer's keys are tried,
-// and so every reason code, stays what it was. A payload's size (MaxSize) and depth
-// (tooDeep, already checked) bound what decoding it before the signature costs.
+// MaxEarlyDecode bounds the payloads decoded in full before their signature is
+// checked. Better Auth's are under 1 KiB; a larger (hostile) one gets only the
+// lenient peek first, so that a forged token costs what it did before the payload
+// was decoded early: a full decoding of 8 KiB of member names costs several times
+// the peek.
+const MaxEarlyDecode = 1 << 10
+
+// decodePayload returns the iss that selects whose keys to try. A payload of at
+// most MaxEarlyDecode bytes is decoded once, strictly, into c.claims for the checks
+// after the signature (or its error kept for them to report, in their order), and
+// the iss is the claims' iss member, unless another member could pass for it with
+// encoding/json's case-insensitive field matching, or the strict decoding failed.
+// Otherwise peekIssuer reads it, as it did alone before this decoding moved here,
+// so that which issuer's keys are tried, and so every reason code, stays the same.
 func (c *compact) decodePayload() (string, error) {
+	if len(c.payload) > MaxEarlyDecode {
+		c.late = true
+		return peekIssuer(c.payload)
+	}
 	c.claims, c.claimsErr = decodeChecked(c.payload) // parseCompact checked the depth
 	if c.claimsErr == nil {
 		if iss, ok := c.claims["iss"].(string); ok && !foldsToIss(c.claims) {

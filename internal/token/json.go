@@ -62,6 +62,9 @@ func duplicateMembers(data []byte) error {
 	type level struct {
 		object, expectName bool
 		first              int // index in names of this object's first name
+		// seen holds this object's names once it has many: comparing each new
+		// name with all earlier ones would cost an attacker's square.
+		seen map[string]struct{}
 	}
 	type span struct{ from, to int }
 	var stack [MaxJSONDepth + 1]level
@@ -85,9 +88,24 @@ func duplicateMembers(data []byte) error {
 					// raw names could become one.
 					return errors.New("member name is not UTF-8")
 				}
-				for _, s := range names[stack[depth-1].first:] {
-					if bytes.Equal(data[s.from:s.to], name) {
+				lv := &stack[depth-1]
+				if lv.seen != nil {
+					if _, dup := lv.seen[string(name)]; dup {
 						return fmt.Errorf("%w %q", errDuplicateMember, reason.Clip(string(name), 64))
+					}
+					lv.seen[string(name)] = struct{}{}
+				} else {
+					for _, s := range names[lv.first:] {
+						if bytes.Equal(data[s.from:s.to], name) {
+							return fmt.Errorf("%w %q", errDuplicateMember, reason.Clip(string(name), 64))
+						}
+					}
+					if len(names)-lv.first >= linearMembers {
+						lv.seen = make(map[string]struct{}, 2*linearMembers)
+						for _, s := range names[lv.first:] {
+							lv.seen[string(data[s.from:s.to])] = struct{}{}
+						}
+						lv.seen[string(name)] = struct{}{}
 					}
 				}
 				names = append(names, span{i + 1, end})
@@ -114,6 +132,10 @@ func duplicateMembers(data []byte) error {
 	}
 	return nil
 }
+
+// linearMembers is how many names an object may have before duplicateMembers
+// switches from comparing each new name with the earlier ones to a set.
+const linearMembers = 16
 
 // stringEnd returns the index of the quote that closes the string opening at
 // data[open], or -1.

@@ -304,6 +304,9 @@ func (v *Verifier) checkSignature(ctx context.Context, c *compact) (*issuer, *ke
 type reshape func(claims map[string]any) (map[string]any, time.Time, error)
 
 func (v *Verifier) checkClaims(c *compact, iss *issuer, key *keyset.Key, audiences []string, shape reshape) (*cacheEntry, error) {
+	if c.late {
+		c.claims, c.claimsErr = decodeChecked(c.payload)
+	}
 	claims, err := c.claims, c.claimsErr
 	if err != nil {
 		return nil, reason.Wrap(reason.TokenMalformed, "claims are not a valid JSON object", err)

@@ -1,16 +1,24 @@
 package token
 
 import (
+	"crypto"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jws"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
+	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 	"github.com/betterauth-extauthz/extauthz/internal/reason"
+	"github.com/betterauth-extauthz/extauthz/internal/tokentest"
 )
 
 // jwxRegistered is how claims were typed and validated with jwx before
@@ -56,7 +64,8 @@ func TestRegisteredClaimsAsJWX(t *testing.T) {
 	now := time.Unix(1_800_000_000, 400_000_000)
 	n := float64(now.Unix())
 	dates := []any{1.0, 0.0, 0.5, 1.9999999999, math.Copysign(0, -1), -1.0, -1e-12, n, n - 1, n + 1, n - 30, n + 30, n - 31, n + 31,
-		n + 0.9, n - 0.6, n + 29.9999999999, n - 29.5, n + 30.5, 9.2e18, 9.3e18, 1e19, 1e300, 253402300799, 1e11, 4.0e10}
+		n + 0.9, n - 0.6, n + 29.9999999999, n - 29.5, n + 30.5, 9.2e18, 9.3e18, 1e19, 1e300, 253402300799, 1e11, 4.0e10,
+		9.2233720305e18, 9.223372036854775e18, math.Ldexp(1, 63), math.Ldexp(1, 63) - 1024}
 	others := []any{"1800000000", nil, true, []any{1.0}, map[string]any{}}
 	auds := []any{"a", []any{}, []any{"a", "b"}, []any{"a", 1.0}, []any{nil}, 5.0, nil, map[string]any{"a": "b"}}
 	strs := []any{"x", "", 5.0, nil, []any{"x"}, false}
@@ -86,7 +95,7 @@ func TestRegisteredClaimsAsJWX(t *testing.T) {
 			cases = append(cases, map[string]any{"exp": n + 60, name: s, "nbf": "bad"})
 		}
 	}
-	for _, leeway := range []time.Duration{0, 30 * time.Second, 1500 * time.Millisecond} {
+	for _, leeway := range []time.Duration{0, time.Nanosecond, 999 * time.Millisecond, 30 * time.Second, 1500 * time.Millisecond} {
 		for _, c := range cases {
 			if checkNumericDates(c) != nil {
 				continue // refused before either runs
@@ -128,5 +137,103 @@ func TestIssuerSelectionAsPeek(t *testing.T) {
 func TestEntrySize(t *testing.T) {
 	if n := unsafe.Sizeof(cacheEntry{}); n > 192 {
 		t.Fatalf("cacheEntry is %d bytes, past the 192-byte size class", n)
+	}
+}
+
+// TestManyMembers: past linearMembers names an object's duplicates are found
+// through a set, in every object, at any depth, and the set of one object does
+// not leak into its sibling.
+func TestManyMembers(t *testing.T) {
+	obj := func(n int, extra string) string {
+		var b strings.Builder
+		b.WriteString("{")
+		for i := range n {
+			fmt.Fprintf(&b, `"m%04d":0,`, i)
+		}
+		b.WriteString(extra + "}")
+		return b.String()
+	}
+	for _, tc := range []struct {
+		doc string
+		dup bool
+	}{
+		{obj(600, `"last":1`), false},
+		{obj(600, `"m0000":1`), true},
+		{obj(600, `"m0599":1`), true},
+		{obj(15, `"m0003":1`), true},
+		{`{"a":` + obj(40, `"m0039":1`) + `}`, true},
+		{`{"a":` + obj(40, `"x":1`) + `,"b":` + obj(40, `"y":1`) + `}`, false},
+		{`{"a":` + obj(40, `"x":1`) + `,"a":1}`, true},
+		{`[` + obj(40, `"x":1`) + `,` + obj(40, `"x":1`) + `]`, false},
+	} {
+		err := duplicateMembers([]byte(tc.doc))
+		if (err != nil) != tc.dup {
+			t.Errorf("%.60s…: duplicate error %v, want one: %v", tc.doc, err, tc.dup)
+		}
+	}
+}
+
+// TestLargePayloadDecodedLate: a payload past MaxEarlyDecode is only peeked at
+// before its signature is checked.
+func TestLargePayloadDecodedLate(t *testing.T) {
+	small := &compact{payload: []byte(`{"iss":"a","n":1}`)}
+	large := &compact{payload: []byte(`{"iss":"a","pad":"` + strings.Repeat("x", MaxEarlyDecode) + `"}`)}
+	for _, c := range []*compact{small, large} {
+		if iss, err := c.decodePayload(); iss != "a" || err != nil {
+			t.Fatalf("iss %q, %v", iss, err)
+		}
+	}
+	if small.late || small.claims == nil || !large.late || large.claims != nil {
+		t.Fatalf("small late=%v decoded=%v, large late=%v decoded=%v", small.late, small.claims != nil, large.late, large.claims != nil)
+	}
+}
+
+// TestSignaturesAsJWS: verifySignature accepts and refuses exactly what jwx's jws
+// verifiers did, for every supported algorithm, on good and damaged signatures
+// and on keys of the wrong family.
+func TestSignaturesAsJWS(t *testing.T) {
+	keys := map[jwa.SignatureAlgorithm]*keyset.Key{}
+	for _, alg := range Supported {
+		k := tokentest.NewKey(alg, "k-"+alg.String())
+		ks, _, err := keyset.Parse(tokentest.JWKS(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[alg] = ks.Peek(k.KID)
+		tok := k.Sign(map[string]any{"iss": "x", "exp": 2e9}, nil)
+		i := strings.LastIndexByte(tok, '.')
+		input := tok[:i]
+		sig, err := base64.RawURLEncoding.DecodeString(tok[i+1:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		flipped := slices.Clone(sig)
+		flipped[len(flipped)/2] ^= 1
+		sigs := map[string][]byte{"good": sig, "flipped": flipped, "short": sig[:len(sig)-1], "long": append(slices.Clone(sig), 0),
+			"empty": nil, "doubled": append(slices.Clone(sig), sig...)}
+		inputs := map[string]string{"same": input, "other": input + "x"}
+		for sn, sg := range sigs {
+			for in, msg := range inputs {
+				for _, kalg := range []jwa.SignatureAlgorithm{alg, jwa.EdDSA, jwa.ES256, jwa.RS256} {
+					key := keys[kalg]
+					if key == nil {
+						continue
+					}
+					v, err := jws.NewVerifier(alg)
+					if err != nil {
+						t.Fatal(err)
+					}
+					want := v.Verify([]byte(msg), sg, key.Public) == nil
+					got := verifySignature(alg, key.Public, msg, sg) == nil
+					if got != want {
+						t.Errorf("%s, %s key, %s signature, %s input: verified %v, jws %v", alg, kalg, sn, in, got, want)
+					}
+					sameKey := key.Public.(interface{ Equal(crypto.PublicKey) bool }).Equal(keys[alg].Public) // RS* and PS* share one
+					if want && (sn != "good" || in != "same" || !sameKey) {
+						t.Errorf("%s, %s key, %s signature, %s input: jws verified it", alg, kalg, sn, in)
+					}
+				}
+			}
+		}
 	}
 }
