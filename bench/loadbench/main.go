@@ -41,6 +41,7 @@ var (
 	memLimits = flag.String("rss-memlimits", "100MiB,72MiB", "comma-separated GOMEMLIMIT values to read the RSS with, besides Go's defaults (72MiB: what the Helm chart sets for an 80Mi memory limit)")
 	rssTokens = flag.Int("rss-tokens", 100_000, "distinct tokens to cache before reading RSS (0 skips)")
 	serverEnv = flag.String("env", "", "comma-separated KEY=VALUE environment of the extauthz processes under load (GOGC=200, say)")
+	baseline  = flag.String("baseline", "", "another extauthz binary (an older build) to run the warm and cold variants against too, as warm-base and cold-base")
 	only      = flag.String("only", "", "comma-separated variants to run (default: all); the targets table needs all")
 	profile   = flag.String("profile", "", "write CPU profiles of extauthz during the first warm and cold runs (warm.pprof, cold.pprof) to this directory")
 )
@@ -64,7 +65,10 @@ func run() error {
 		return fmt.Errorf("-ghz, -extauthz and -trivial are required (make bench sets them)")
 	}
 	// The servers run in a temp dir: make the binaries' paths absolute.
-	for _, f := range []*string{ghz, extauthz, trivial} {
+	for _, f := range []*string{ghz, extauthz, trivial, baseline} {
+		if *f == "" {
+			continue
+		}
 		abs, err := filepath.Abs(*f)
 		if err != nil {
 			return err
@@ -105,11 +109,14 @@ func run() error {
 		return err
 	}
 	report(variants, results, refreshes, e.feedPolls.Load())
-	if *only == "" {
-		targets(results, ed25519Floor(e))
-	}
+	var rss []rssResult
 	if *rssTokens > 0 {
-		return reportRSS(e)
+		if rss, err = reportRSS(e); err != nil {
+			return err
+		}
+	}
+	if *only == "" {
+		targets(results, ed25519Floor(e), rss)
 	}
 	return nil
 }
@@ -131,7 +138,7 @@ func report(variants []variant, results map[string][]result, refreshes float64, 
 // targets prints the performance goals against this run's medians. Each ratio
 // is taken within a round first (the variants of a round ran back to back, so
 // they shared the machine's mood), then the median over the rounds.
-func targets(results map[string][]result, floor float64) {
+func targets(results map[string][]result, floor float64, rss []rssResult) {
 	ratio := func(a, b string, f func(result) float64) float64 {
 		v := make([]float64, 0, len(results[a]))
 		for i := range results[a] {
@@ -177,25 +184,53 @@ func targets(results map[string][]result, floor float64) {
 	fmt.Printf("| cold rps vs trivial-verify (same requests, so ghz's share is the same) | | %.2f× | |\n", cv)
 	fmt.Printf("| warm with revocation vs warm | | %.2f× rps, %+.1f µs CPU | |\n", ratio("warm-rev", "warm", rps), diff("warm-rev", "warm"))
 	fmt.Printf("| warm over mTLS vs warm | | %.2f× rps, %+.1f µs CPU | |\n", ratio("warm-tls", "warm", rps), diff("warm-tls", "warm"))
+	if len(results["warm-base"]) > 0 {
+		fmt.Printf("| warm vs -baseline build | | %.2f× rps, %+.1f µs CPU | |\n", ratio("warm", "warm-base", rps), diff("warm", "warm-base"))
+		fmt.Printf("| cold vs -baseline build | | %.2f× rps, %+.1f µs CPU | |\n", ratio("cold", "cold-base", rps), diff("cold", "cold-base"))
+	}
+	for _, r := range rss {
+		if r.limit != "" && r.checks == 1 {
+			fmt.Printf("| RSS, %d tokens checked once, GOMEMLIMIT=%s | ≤ 100 MiB | %.1f MiB | %s |\n", *rssTokens, r.limit, r.mib, pass(r.mib <= 100))
+		}
+	}
 }
 
 // reportRSS: Go's default GC lets the heap grow to twice the live data; GOMEMLIMIT
 // (the Helm chart sets it from the container's memory limit) holds it to a budget.
-func reportRSS(e *env) error {
-	for _, limit := range append([]string{""}, strings.Split(*memLimits, ",")...) {
-		var environ []string
-		label := "default GC settings"
-		if limit != "" {
-			environ = []string{"GOMEMLIMIT=" + limit}
-			label = "GOMEMLIMIT=" + limit
+func reportRSS(e *env) ([]rssResult, error) {
+	var out []rssResult
+	fmt.Printf("\n| resident memory, %d cached tokens | GC settings | RSS MiB |\n|---|---|---|\n", *rssTokens)
+	limits := append([]string{""}, strings.Split(*memLimits, ",")...)
+	for _, checks := range []int{1, 2} {
+		for i, limit := range limits {
+			if checks == 2 && i != 0 && i != len(limits)-1 {
+				continue // the default and the tightest limit tell the story
+			}
+			var environ []string
+			label := "Go's defaults"
+			if limit != "" {
+				environ = []string{"GOMEMLIMIT=" + limit}
+				label = "GOMEMLIMIT=" + limit
+			}
+			rss, entries, err := measureRSS(e, *rssTokens, checks, environ)
+			if err != nil {
+				return nil, err
+			}
+			what := "each checked once"
+			if checks == 2 {
+				what = "each checked twice (allow answers memoised, up to their budget)"
+			}
+			fmt.Printf("| %d, %s | %s | %.1f |\n", entries, what, label, rss)
+			out = append(out, rssResult{limit: limit, checks: checks, mib: rss})
 		}
-		rss, entries, err := measureRSS(e, *rssTokens, environ)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("RSS of extauthz holding %d cached tokens (%s): %.1f MiB\n", entries, label, rss)
 	}
-	return nil
+	return out, nil
+}
+
+type rssResult struct {
+	limit  string
+	checks int
+	mib    float64
 }
 
 // writeRequests writes the warm request file and one cold file a round.

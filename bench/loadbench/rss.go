@@ -45,9 +45,10 @@ func mustAllow(addr, tok string) error {
 	return nil
 }
 
-// measureRSS fills a fresh extauthz's cache with n distinct tokens, over 16
-// connections' worth of concurrency, and reads its resident set size.
-func measureRSS(e *env, n int, environ []string) (float64, int, error) {
+// measureRSS fills a fresh extauthz's cache with n distinct tokens, each checked
+// checks times, over 16 connections' worth of concurrency, and reads its resident
+// set size.
+func measureRSS(e *env, n, checks int, environ []string) (float64, int, error) {
 	s, err := e.startExtauthz("5m", nil, environ...)
 	if err != nil {
 		return 0, 0, err
@@ -68,8 +69,11 @@ func measureRSS(e *env, n int, environ []string) (float64, int, error) {
 		go func() {
 			defer wg.Done()
 			for i := int(next.Add(1)); i <= n; i = int(next.Add(1)) {
-				if ok, err := check(c, e.mint(1_000_000+i)); err != nil || !ok {
-					failed.Add(1)
+				tok := e.mint(1_000_000 + i)
+				for range checks {
+					if ok, err := check(c, tok); err != nil || !ok {
+						failed.Add(1)
+					}
 				}
 			}
 		}()
@@ -98,9 +102,9 @@ func measureRSS(e *env, n int, environ []string) (float64, int, error) {
 	}
 	heap, _ := s.Metric("go_memstats_heap_inuse_bytes")
 	if *profile != "" {
-		name := "heap.pprof"
+		name := fmt.Sprintf("heap-%dx.pprof", checks)
 		if len(environ) > 0 {
-			name = "heap-" + strings.TrimPrefix(environ[0], "GOMEMLIMIT=") + ".pprof"
+			name = fmt.Sprintf("heap-%s-%dx.pprof", strings.TrimPrefix(environ[0], "GOMEMLIMIT="), checks)
 		}
 		if err := saveURL(fmt.Sprintf("http://%s/debug/pprof/heap?gc=1", s.Admin), filepath.Join(*profile, name)); err != nil {
 			return 0, 0, err

@@ -37,6 +37,8 @@ type env struct {
 	// cold serves the cold runs alone, so that the tokens they leave cached do not
 	// weigh on the warm runs' garbage collection.
 	cold *stack.Extauthz
+	// baseWarm and baseCold are main and cold run from the -baseline binary.
+	baseWarm, baseCold *stack.Extauthz
 	// revoking checks every token against a revocation feed (served here, empty),
 	// the configuration of a deployment that wants sign-out within seconds.
 	revoking  *stack.Extauthz
@@ -89,6 +91,14 @@ func (e *env) start() error {
 	if e.cold, err = e.startExtauthz("5m", nil); err != nil {
 		return err
 	}
+	if *baseline != "" {
+		if e.baseWarm, err = e.startBinary(*baseline, e.policy("5m", ""), nil); err != nil {
+			return err
+		}
+		if e.baseCold, err = e.startBinary(*baseline, e.policy("5m", ""), nil); err != nil {
+			return err
+		}
+	}
 	if err := e.startFeed(); err != nil {
 		return err
 	}
@@ -105,7 +115,10 @@ func (e *env) start() error {
 	}
 	e.tlsGHZ = []string{"--cacert", caFile, "--cert", cliCert, "--key", cliKey, "--cname", "extauthz.bench"}
 	e.warmToken = e.mint(-1)
-	for _, s := range []*stack.Extauthz{e.main, e.refreshing} {
+	for _, s := range []*stack.Extauthz{e.main, e.refreshing, e.baseWarm} {
+		if s == nil {
+			continue
+		}
 		if err := mustAllow(s.GRPC, e.warmToken); err != nil {
 			return err
 		}
@@ -187,10 +200,14 @@ func (e *env) startExtauthz(refresh string, args []string, environ ...string) (*
 }
 
 func (e *env) startExtauthzDoc(doc string, args []string, environ ...string) (*stack.Extauthz, error) {
+	return e.startBinary(*extauthz, doc, args, environ...)
+}
+
+func (e *env) startBinary(bin, doc string, args []string, environ ...string) (*stack.Extauthz, error) {
 	if *serverEnv != "" {
 		environ = append(strings.Split(*serverEnv, ","), environ...)
 	}
-	s, err := stack.StartExtauthz(stack.Tools{Extauthz: *extauthz}, e.dir, fmt.Sprintf("extauthz-%d", len(e.procs)), doc,
+	s, err := stack.StartExtauthz(stack.Tools{Extauthz: bin}, e.dir, fmt.Sprintf("extauthz-%d", len(e.procs)), doc,
 		stack.ExtauthzOptions{Env: environ, Args: append([]string{"--admin-pprof"}, args...), LogLevel: "error"})
 	if err != nil {
 		return nil, err
@@ -233,7 +250,7 @@ func (e *env) variants() ([]variant, error) {
 			return res, err
 		}
 	}
-	return []variant{
+	vs := []variant{
 		{"trivial", trivial(e.trivial)},
 		{"trivial+", trivial(e.trivialFull)},
 		{"warm", profiled(e.main, "warm", *duration-time.Second, timed(e.main.Proc.Pid(), e.main.GRPC, warm))},
@@ -250,13 +267,25 @@ func (e *env) variants() ([]variant, error) {
 		{"refresh", timed(e.refreshing.Proc.Pid(), e.refreshing.GRPC, warm)},
 		{"warm-tls", timed(e.tlsMain.Proc.Pid(), e.tlsMain.GRPC, warm, e.tlsGHZ...)},
 		{"warm-rev", timed(e.revoking.Proc.Pid(), e.revoking.GRPC, warmRev)},
-	}, nil
+	}
+	if e.baseWarm != nil {
+		vs = append(vs, variant{"warm-base", timed(e.baseWarm.Proc.Pid(), e.baseWarm.GRPC, warm)},
+			variant{"cold-base", func(r int) (result, error) {
+				return withCPU(e.baseCold.Proc.Pid(), func() (result, error) {
+					return runGHZ(e.protoset, e.baseCold.GRPC, cold[r], "-n", fmt.Sprint(*coldCalls))
+				})
+			}})
+	}
+	return vs, nil
 }
 
 // checkAllAllowed fails the run when extauthz denied any check (a fast deny would
 // flatter it), and returns how often the refreshing variant fetched the JWKS.
 func (e *env) checkAllAllowed() (float64, error) {
-	for _, s := range []*stack.Extauthz{e.main, e.cold, e.refreshing, e.tlsMain, e.revoking} {
+	for _, s := range []*stack.Extauthz{e.main, e.cold, e.refreshing, e.tlsMain, e.revoking, e.baseWarm, e.baseCold} {
+		if s == nil {
+			continue
+		}
 		denies, err := s.Metric("extauthz_decisions_total", `decision="deny"`)
 		if err != nil {
 			return 0, err

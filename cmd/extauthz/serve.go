@@ -61,7 +61,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "deadline for in-flight checks at shutdown")
 	fs.BoolVar(&f.pprof, "admin-pprof", false, "serve Go's /debug/pprof/ on the admin port (profiling; keep the admin port private)")
 	fs.IntVar(&f.cacheEntries, "token-cache-entries", token.DefaultCacheEntries, "verified tokens to remember (0 disables the cache)")
-	fs.IntVar(&f.cacheBytes, "token-cache-bytes", token.DefaultCacheBytes, "memory budget of the verified-token cache (and half as much again for the allow answers memoised for cached tokens)")
+	fs.IntVar(&f.cacheBytes, "token-cache-bytes", token.DefaultCacheBytes, "memory budget of the verified-token cache (and a quarter as much again for the allow answers kept for cached tokens)")
 	fs.StringVar(&f.tlsCert, "tls-cert-file", "", "PEM certificate chain: serve the gRPC and HTTP check listeners over TLS (re-read on change)")
 	fs.StringVar(&f.tlsKey, "tls-key-file", "", "PEM private key of --tls-cert-file")
 	fs.StringVar(&f.tlsClientCA, "tls-client-ca-file", "", "PEM CA certificates: require a client certificate signed by one (mTLS)")
@@ -225,7 +225,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 		return usageErr("--log-denies-per-second wants a positive number, or -1 for no cap")
 	}
 	e := engine.New(engine.Config{Metrics: m, Log: log, LogAllows: f.logAllows, DenyLogsPerSecond: f.denyLogsPerSecond,
-		AnswerBytes: max(f.cacheBytes/2, 0)}) // 0 (a non-positive cache budget, so its default): the default
+		AnswerBytes: max(f.cacheBytes/4, 0)}) // 0 (a non-positive cache budget, so its default): the default
 	rcfg := reload.Config{
 		Engine: e, Metrics: m, Log: log,
 		Pool:  jwkscache.NewPool(ctx, jwkscache.PoolConfig{Metrics: m}),

@@ -94,7 +94,7 @@ func (g *GRPC) check(ctx context.Context, in *authv3.CheckRequest) any {
 	// One BufferSlice for every request: SliceBuffer's Free does nothing, and grpc
 	// only reads it.
 	w := &encoded{mem.BufferSlice{mem.SliceBuffer(b)}}
-	d.Answer.SetWire(w, len(b)) // kept while the memo budget has room
+	d.Answer.SetWire(w)
 	return w
 }
 

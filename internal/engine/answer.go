@@ -9,9 +9,9 @@ import (
 	"github.com/betterauth-extauthz/extauthz/internal/token"
 )
 
-// DefaultAnswerBytes is Config.AnswerBytes when zero: about 45k tokens' answers,
+// DefaultAnswerBytes is Config.AnswerBytes when zero: about 20k tokens' answers,
 // gRPC encoding included.
-const DefaultAnswerBytes = 32 << 20
+const DefaultAnswerBytes = 16 << 20
 
 // Answer is an allow's identity headers derived once from one verification under
 // one policy, rule and credential method, for every later request that presents
@@ -29,23 +29,15 @@ type Answer struct {
 	SetHeaders    []Header
 	RemoveHeaders []string
 	wire          atomic.Value
-	budget        *answerBudget
 }
 
 // Wire is the gRPC front door's encoding of the whole answer, once it has stored
 // one with SetWire; nil before.
 func (a *Answer) Wire() any { return a.wire.Load() }
 
-// SetWire keeps the gRPC front door's encoding of the answer (an immutable value,
-// of the same type every time) when the memo budget has room for its size in
-// bytes, and reports whether it did.
-func (a *Answer) SetWire(v any, size int) bool {
-	if !a.budget.take(a, size+wireOverhead) {
-		return false
-	}
-	a.wire.Store(v)
-	return true
-}
+// SetWire keeps the gRPC front door's encoding of the answer: an immutable value,
+// of the same type every time. The answer's budget charge included it.
+func (a *Answer) SetWire(v any) { a.wire.Store(v) }
 
 // answerBudget bounds the memory memoised answers hold, beyond the token cache's
 // own budget: an answer is charged when built and released when the garbage
@@ -54,13 +46,22 @@ type answerBudget struct {
 	used, limit atomic.Int64
 }
 
-// Estimates of what an answer costs beyond its headers: the struct, its memo
-// slot and box; and for a wire form, its holders.
-const (
-	answerOverhead = 192
-	wireOverhead   = 64
-)
+// answerSize estimates what an answer with these headers holds, its wire form
+// included, from heap profiles of many: the struct, its memo slot and the
+// cleanup record (about 300 bytes), the header slices, and the encoded response
+// (its holders, the headers' names and values, about 100 bytes of the rest).
+func answerSize(set []Header, remove []string) int {
+	n := 300 + 32*len(set) + 100
+	for _, h := range set {
+		n += 8 + len(h.Name) + len(h.Value)
+	}
+	for _, r := range remove {
+		n += 16 + 4 + len(r)
+	}
+	return n
+}
 
+// take charges n bytes for a, released when a is freed, if the budget has room.
 func (b *answerBudget) take(a *Answer, n int) bool {
 	if b == nil {
 		return false
@@ -110,9 +111,12 @@ func answer(p *policy.Policy, rule *policy.Rule, claims *token.Claims, method st
 		return nil, set, remove
 	}
 	// Clipped: a front door that appends to a shared slice must get a copy.
+	if slices.Equal(remove, policy.MethodOverrideHeaders) {
+		remove = policy.MethodOverrideHeaders // every claim present: share the usual list
+	}
 	a := &Answer{generation: p.Generation(), rule: ruleIndex, method: method,
-		SetHeaders: slices.Clip(set), RemoveHeaders: slices.Clip(remove), budget: budget}
-	if !budget.take(a, answerOverhead+32*len(set)+16*len(remove)) {
+		SetHeaders: slices.Clip(set), RemoveHeaders: slices.Clip(remove)}
+	if !budget.take(a, answerSize(set, remove)) {
 		return nil, set, remove
 	}
 	claims.SetMemo(slot, a)
