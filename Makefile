@@ -77,7 +77,7 @@ GHZ := $(CACHE)/tools/ghz-v0.120.0/ghz
 $(GHZ):
 	GOBIN=$(dir $(GHZ)) GOFLAGS=-mod=mod $(GO) install github.com/bojand/ghz/cmd/ghz@v0.120.0
 
-bench: build $(GHZ) ## go test benchmarks of the Check path, then the ghz load benchmark (about 4 minutes)
+bench: build $(GHZ) ## go test benchmarks of the Check path, then the ghz load benchmark and its targets table (about 7 minutes)
 	$(GO) test -run='^$$' -bench=. -benchmem -count=5 ./internal/engine/ ./internal/authz/
 	$(GO) build -o bin/trivial ./bench/trivial
 	$(GO) run ./bench/loadbench -ghz $(GHZ) -extauthz bin/extauthz -trivial bin/trivial $(BENCH_FLAGS)

@@ -251,13 +251,7 @@ func setHeader(req *engine.Request, key, v string) {
 
 func (g *GRPC) response(d engine.Decision) *authv3.CheckResponse {
 	if d.Allow {
-		ok := &authv3.OkHttpResponse{HeadersToRemove: d.RemoveHeaders}
-		for _, hv := range d.SetHeaders {
-			ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{
-				Header:       &corev3.HeaderValue{Key: hv.Name, Value: hv.Value},
-				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-			})
-		}
+		ok := &authv3.OkHttpResponse{HeadersToRemove: d.RemoveHeaders, Headers: headerOptions(d.SetHeaders)}
 		return &authv3.CheckResponse{
 			Status:          &status.Status{Code: int32(codes.OK)},
 			HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
@@ -272,17 +266,30 @@ func (g *GRPC) response(d engine.Decision) *authv3.CheckResponse {
 		Status: &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
 		Body:   denyBody(d),
 	}
-	for _, hv := range denyHeaders(d, g.realm) {
-		denied.Headers = append(denied.Headers, &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: hv.Name, Value: hv.Value},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		})
-	}
+	denied.Headers = headerOptions(denyHeaders(d, g.realm))
 	return &authv3.CheckResponse{
 		Status:          &status.Status{Code: int32(code)},
 		HttpResponse:    &authv3.CheckResponse_DeniedResponse{DeniedResponse: denied},
 		DynamicMetadata: dynamicMetadata(d),
 	}
+}
+
+// headerOptions are hs as headers Envoy overwrites or adds. The messages are
+// allocated in two arrays rather than two apiece: a new token's answer is
+// built once per check.
+func headerOptions(hs []engine.Header) []*corev3.HeaderValueOption {
+	if len(hs) == 0 {
+		return nil
+	}
+	opts := make([]corev3.HeaderValueOption, len(hs))
+	vals := make([]corev3.HeaderValue, len(hs))
+	out := make([]*corev3.HeaderValueOption, len(hs))
+	for i, h := range hs {
+		vals[i].Key, vals[i].Value = h.Name, h.Value
+		opts[i].Header, opts[i].AppendAction = &vals[i], corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		out[i] = &opts[i]
+	}
+	return out
 }
 
 // dynamicMetadata reaches Envoy's access logs and later filters. It carries the
