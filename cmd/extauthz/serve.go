@@ -225,7 +225,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 		return usageErr("--log-denies-per-second wants a positive number, or -1 for no cap")
 	}
 	e := engine.New(engine.Config{Metrics: m, Log: log, LogAllows: f.logAllows, DenyLogsPerSecond: f.denyLogsPerSecond,
-		AnswerBytes: max(f.cacheBytes/4, 0)}) // 0 (a non-positive cache budget, so its default): the default
+		AnswerBytes: answerBytes(f.cacheBytes)})
 	rcfg := reload.Config{
 		Engine: e, Metrics: m, Log: log,
 		Pool:  jwkscache.NewPool(ctx, jwkscache.PoolConfig{Metrics: m}),
@@ -298,4 +298,13 @@ func DefaultPolicy(betterAuthURL string) []byte {
 default: authenticated
 cors: { allowPreflight: true }
 `, betterAuthURL)
+}
+
+// answerBytes is the engine's budget for kept allow answers: a quarter of the
+// token cache's (whose non-positive value means its default, and so ours).
+func answerBytes(cacheBytes int) int {
+	if cacheBytes <= 0 {
+		return 0
+	}
+	return max(cacheBytes/4, 1)
 }

@@ -111,6 +111,25 @@ func (c *Cache) put(h *[32]byte, e *cacheEntry, now int64) {
 	}
 	s.m[*h] = e
 	s.bytes += e.size
+	s.dropExpired(now)
+}
+
+// dropExpired removes what expired among a few entries, even when the shard is
+// not full: an expired entry still holds its claims, and what the engine keeps
+// with them (its allow answers, charged to their own budget), until then. Each
+// insertion looks at a few, so the expired go at the pace new tokens come.
+func (s *cacheShard) dropExpired(now int64) {
+	n := 0
+	for k, e := range s.m {
+		if e.notAfter < now {
+			s.bytes -= e.size
+			delete(s.m, k)
+			s.evicted.Add(1)
+		}
+		if n++; n >= 4 {
+			return
+		}
+	}
 }
 
 // evictOne removes an expired entry among a few looked at, else the first one seen.

@@ -268,3 +268,31 @@ func TestWithClaimsKeepsOnlyThose(t *testing.T) {
 		t.Fatalf("all claims after a trimmed entry: %v %+v", err, cl)
 	}
 }
+
+// TestExpiredEntriesGoBeforeTheCacheIsFull: new tokens push expired ones out even
+// while the cache has room, so that expired entries (and what the engine keeps
+// with them) do not stay until it fills.
+func TestExpiredEntriesGoBeforeTheCacheIsFull(t *testing.T) {
+	k1, _, clk, c, v := cacheFixture(t)
+	verify := func(i int) {
+		t.Helper()
+		tok := k1.Sign(tokentest.Claims(iss, fmt.Sprint("u", i), "x", clk.Now()), nil)
+		if _, err := v.Verify(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 640 {
+		verify(i)
+	}
+	if n := c.Stats().Entries; n != 640 {
+		t.Fatalf("%d entries, want 640", n)
+	}
+	clk.Add(time.Hour) // every one of them has expired
+	for i := range 640 {
+		verify(1000 + i)
+	}
+	st := c.Stats()
+	if st.Entries > 640+64 || st.Evictions < 640-64 {
+		t.Fatalf("after 640 new tokens: %d entries, %d evictions; the expired ones stayed", st.Entries, st.Evictions)
+	}
+}

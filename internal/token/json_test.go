@@ -62,8 +62,8 @@ func TestStrictJSON(t *testing.T) {
 		{"kid not a string", `{"alg":"EdDSA","kid":1}`, body(""), reason.TokenMalformed},
 		{"header nested too deep", `{"alg":"EdDSA","kid":"ed-1","x":` + deep + `}`, body(""), reason.TokenMalformed},
 		{"header not an object", `["EdDSA"]`, body(""), reason.TokenMalformed},
-		{"header of 1 KiB", `{"alg":"EdDSA","kid":"ed-1","x":"` + strings.Repeat("x", token.MaxHeaderSize-36) + `"}`, body(""), ""},
-		{"header over 1 KiB", `{"alg":"EdDSA","kid":"ed-1","x":"` + strings.Repeat("x", token.MaxHeaderSize) + `"}`, body(""), reason.TokenMalformed},
+		{"header at MaxHeaderSize", `{"alg":"EdDSA","kid":"ed-1","x":"` + strings.Repeat("x", token.MaxHeaderSize-36) + `"}`, body(""), ""},
+		{"header over MaxHeaderSize", `{"alg":"EdDSA","kid":"ed-1","x":"` + strings.Repeat("x", token.MaxHeaderSize) + `"}`, body(""), reason.TokenMalformed},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

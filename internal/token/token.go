@@ -28,8 +28,9 @@ const (
 	// MaxSize bounds a token; Better Auth's are under 1 KiB.
 	MaxSize = 8 << 10
 	// MaxHeaderSize bounds the decoded JOSE header, which is parsed before the
-	// signature is checked; Better Auth's is under 100 bytes ({"alg","kid"}).
-	MaxHeaderSize = 1 << 10
+	// signature is checked; Better Auth's is under 100 bytes ({"alg","kid"}), and
+	// a larger bound only lets a forged token cost more before it is refused.
+	MaxHeaderSize = 512
 	// DefaultLeeway absorbs clock skew between Better Auth and us.
 	DefaultLeeway = 30 * time.Second
 	// NoLeeway, as Config.Leeway, allows no clock skew at all.
