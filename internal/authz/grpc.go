@@ -126,9 +126,9 @@ func (g *GRPC) decide(ctx context.Context, in *authv3.CheckRequest) engine.Decis
 	return g.engine.Check(ctx, metrics.TransportGRPC, req)
 }
 
-// StreamWorkersPerCPU sizes NewServer's worker pool. Checks mostly compute, but
+// streamWorkersPerCPU sizes NewServer's worker pool. Checks mostly compute, but
 // one that waits (a get-session call, an unknown kid's JWKS fetch) holds a worker.
-const StreamWorkersPerCPU = 8
+const streamWorkersPerCPU = 8
 
 // NewServer returns a gRPC server that serves g as Envoy's Authorization service,
 // with opts. It pairs the service with the codec that sends a memoised answer's
@@ -142,7 +142,7 @@ const StreamWorkersPerCPU = 8
 func NewServer(g *GRPC, opts ...grpc.ServerOption) *grpc.Server {
 	s := grpc.NewServer(append(slices.Clip(opts),
 		grpc.ForceServerCodecV2(codec{encoding.GetCodecV2(grpcproto.Name)}),
-		grpc.NumStreamWorkers(uint32(StreamWorkersPerCPU*runtime.GOMAXPROCS(0))))...)
+		grpc.NumStreamWorkers(uint32(streamWorkersPerCPU*runtime.GOMAXPROCS(0))))...)
 	desc := authv3.Authorization_ServiceDesc
 	desc.Methods = []grpc.MethodDesc{{MethodName: "Check", Handler: checkHandler}}
 	s.RegisterService(&desc, g)

@@ -177,24 +177,16 @@ func (s *Recorder) decisionCounter(k decisionKey) prometheus.Counter {
 	c := s.decisions.WithLabelValues(d, k.reason, k.rule)
 	s.resolvedMu.Lock()
 	defer s.resolvedMu.Unlock()
-	old := s.resolved.Load()
-	if old != nil && len(*old) >= maxDecisionCounters {
-		return c
-	}
-	m := make(map[decisionKey]prometheus.Counter, 1+lenOf(old))
-	if old != nil {
-		maps.Copy(m, *old)
+	m := map[decisionKey]prometheus.Counter{}
+	if old := s.resolved.Load(); old != nil {
+		if len(*old) >= maxDecisionCounters {
+			return c
+		}
+		m = maps.Clone(*old)
 	}
 	m[k] = c
 	s.resolved.Store(&m)
 	return c
-}
-
-func lenOf(m *map[decisionKey]prometheus.Counter) int {
-	if m == nil {
-		return 0
-	}
-	return len(*m)
 }
 
 // JWKSRegistered creates an issuer's JWKS series (no fetch yet, no keys, last

@@ -21,11 +21,10 @@ type compact struct {
 	payload, sig []byte
 	signingInput string
 	iss          string
-	// claims is the payload decoded strictly, or claimsErr why it is not; late:
-	// not yet (a large payload, decoded once its signature has verified).
+	// claims is the payload decoded strictly, or claimsErr why it is not; both
+	// are nil until it is decoded.
 	claims    map[string]any
 	claimsErr error
-	late      bool
 }
 
 // parseCompact takes raw apart, refusing what no Better Auth token looks like
@@ -90,8 +89,7 @@ const MaxEarlyDecode = 1 << 10
 // so that which issuer's keys are tried, and so every reason code, stays the same.
 func (c *compact) decodePayload() (string, error) {
 	if len(c.payload) > MaxEarlyDecode {
-		c.late = true
-		return peekIssuer(c.payload)
+		return peekIssuer(c.payload) // decoded once its signature has verified
 	}
 	c.claims, c.claimsErr = decodeChecked(c.payload) // parseCompact checked the depth
 	if c.claimsErr == nil {
@@ -110,21 +108,13 @@ func foldsToIss(m map[string]any) bool {
 		case k == "iss":
 		case strings.EqualFold(k, "iss"):
 			return true
-		case utf8.RuneCountInString(k) == 3 && !isASCII(k):
-			// Unicode folding (ſ for s): leave the judgement to encoding/json.
+		case len(k) != 3 && utf8.RuneCountInString(k) == 3:
+			// Three runes, not all ASCII: Unicode folding (ſ for s) is left to
+			// encoding/json to judge.
 			return true
 		}
 	}
 	return false
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
 }
 
 // header is the subset of the JOSE header we act on.

@@ -305,8 +305,8 @@ func (v *Verifier) checkSignature(ctx context.Context, c *compact) (*issuer, *ke
 type reshape func(claims map[string]any) (map[string]any, time.Time, error)
 
 func (v *Verifier) checkClaims(c *compact, iss *issuer, key *keyset.Key, audiences []string, shape reshape) (*cacheEntry, error) {
-	if c.late {
-		c.claims, c.claimsErr = decodeChecked(c.payload)
+	if c.claims == nil && c.claimsErr == nil {
+		c.claims, c.claimsErr = decodeChecked(c.payload) // a large payload, only peeked at before
 	}
 	claims, err := c.claims, c.claimsErr
 	if err != nil {

@@ -183,8 +183,8 @@ func TestLargePayloadDecodedLate(t *testing.T) {
 			t.Fatalf("iss %q, %v", iss, err)
 		}
 	}
-	if small.late || small.claims == nil || !large.late || large.claims != nil {
-		t.Fatalf("small late=%v decoded=%v, large late=%v decoded=%v", small.late, small.claims != nil, large.late, large.claims != nil)
+	if small.claims == nil || large.claims != nil || large.claimsErr != nil {
+		t.Fatalf("decoded before the signature: small %v, large %v", small.claims != nil, large.claims != nil || large.claimsErr != nil)
 	}
 }
 

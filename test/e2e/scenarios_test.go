@@ -218,15 +218,7 @@ func TestBackendCreatesTaskForOwner(t *testing.T) {
 // (x-envoy-auth-headers-to-remove in HTTP mode), nginx sets it from an empty
 // variable, Caddy's copy_headers deletes it before copying.
 func TestForgedHeaderForAbsentClaimIsRemoved(t *testing.T) {
-	doc := strings.Replace(stack.Policy(st.BetterAuth.URL, ""), "x-user-email: email", "x-user-email: workEmail", 1)
-	if doc == stack.Policy(st.BetterAuth.URL, "") {
-		t.Fatal("the stack's policy no longer maps x-user-email")
-	}
-	c, err := stack.StartChain(tools, workDir, "absent-claim", doc, st.Recorder.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop()
+	c := editedChain(t, "absent-claim", "x-user-email: email", "x-user-email: workEmail")
 	tok := token(t, userA)
 	for name, base := range c.URLs() {
 		t.Run(name, func(t *testing.T) {
@@ -267,15 +259,7 @@ func TestForwardedHostNeverReachesTheBackend(t *testing.T) {
 // cookies stay) through both Envoy modes; nginx and Caddy cannot remove them, so
 // such a request is refused there.
 func TestForwardCredentialsFalse(t *testing.T) {
-	doc := strings.Replace(stack.Policy(st.BetterAuth.URL, ""), "    owner: { param: user_id, claim: uuid }\n", "    owner: { param: user_id, claim: uuid }\n    forwardCredentials: false\n", 1)
-	if !strings.Contains(doc, "forwardCredentials: false") {
-		t.Fatal("the stack's policy no longer has the own-tasks owner line")
-	}
-	c, err := stack.StartChain(tools, workDir, "nocreds", doc, st.Recorder.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop()
+	c := editedChain(t, "nocreds", "    owner: { param: user_id, claim: uuid }\n", "    owner: { param: user_id, claim: uuid }\n    forwardCredentials: false\n")
 	tok := token(t, userA)
 	for name, base := range c.URLs() {
 		t.Run(name, func(t *testing.T) {
@@ -304,6 +288,23 @@ func TestForwardCredentialsFalse(t *testing.T) {
 
 // reached GETs base+marker with header, wants a 200, and returns the request as
 // the backend received it.
+// editedChain runs every shipped proxy in front of an extauthz of its own, whose
+// policy is the stack's with old replaced by new; the test's cleanup stops them.
+func editedChain(t *testing.T, name, old, new string) *stack.Chain {
+	t.Helper()
+	base := stack.Policy(st.BetterAuth.URL, "")
+	doc := strings.Replace(base, old, new, 1)
+	if doc == base {
+		t.Fatalf("the stack's policy no longer has %q", old)
+	}
+	c, err := stack.StartChain(tools, workDir, name, doc, st.Recorder.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	return c
+}
+
 func reached(t *testing.T, base, marker string, header map[string]string) stack.Seen {
 	t.Helper()
 	if a := call(t, "GET", base+marker, header); a.status != 200 {
