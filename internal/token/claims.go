@@ -62,10 +62,11 @@ func (s ClaimSet) Map() map[string]any {
 	return m
 }
 
-// commonNames are the claims Better Auth puts in every token.
+// commonNames are the member names Better Auth puts in every token's header and
+// claims, sorted.
 var commonNames = []string{
-	"aud", "createdAt", "email", "emailVerified", "exp", "iat", "id", "image", "iss", "jti",
-	"name", "nbf", "role", "sub", "updatedAt", "uuid",
+	"alg", "aud", "createdAt", "email", "emailVerified", "exp", "iat", "id", "image", "iss", "jti",
+	"kid", "name", "nbf", "role", "sub", "typ", "updatedAt", "uuid",
 }
 
 func intern(name string) string {
@@ -73,6 +74,25 @@ func intern(name string) string {
 		return commonNames[i]
 	}
 	return name
+}
+
+// commonByName maps each common name to itself: indexing it with string(b) costs no
+// allocation, where a search with a comparison function would copy b each time.
+var commonByName = func() map[string]string {
+	m := make(map[string]string, len(commonNames))
+	for _, n := range commonNames {
+		m[n] = n
+	}
+	return m
+}()
+
+// internBytes is intern for a name still in the token's bytes: a common name costs
+// no allocation.
+func internBytes(name []byte) string {
+	if s, ok := commonByName[string(name)]; ok {
+		return s
+	}
+	return string(name)
 }
 
 // size estimates the memory a cached entry with this set holds, for the cache's byte

@@ -40,6 +40,9 @@ func decodeObject(data []byte) (map[string]any, error) {
 
 // decodeChecked is decodeObject for data whose depth the caller has checked.
 func decodeChecked(data []byte) (map[string]any, error) {
+	if m, ok := decodeFlat(data); ok {
+		return m, nil
+	}
 	if err := duplicateMembers(data); err != nil {
 		return nil, err
 	}

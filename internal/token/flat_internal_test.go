@@ -1,0 +1,117 @@
+package token
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// sameAsStrict fails t unless decodeFlat, when it decodes data, builds what the
+// strict decoding builds, and data passes every check of the strict decoding.
+func sameAsStrict(t *testing.T, data []byte) bool {
+	t.Helper()
+	got, ok := decodeFlat(data)
+	if !ok {
+		return false
+	}
+	if tooDeep(data, MaxJSONDepth) {
+		t.Fatalf("decodeFlat took %q, nested too deep", data)
+	}
+	if err := duplicateMembers(data); err != nil {
+		t.Fatalf("decodeFlat took %q, which duplicateMembers refuses: %v", data, err)
+	}
+	var want map[string]any
+	if err := json.Unmarshal(data, &want); err != nil || want == nil {
+		t.Fatalf("decodeFlat took %q, which encoding/json refuses: %v", data, err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("decodeFlat(%q) = %#v, encoding/json %#v", data, got, want)
+	}
+	return true
+}
+
+func TestDecodeFlat(t *testing.T) {
+	taken := []string{
+		`{}`,
+		" \t\r\n{ \"a\" : 1 , \"b\" :[ ] } \n",
+		`{"alg":"EdDSA","kid":"k1","typ":"JWT"}`,
+		`{"iss":"https://a.example","aud":["x","y"],"exp":1.7e9,"iat":1700000000,"n":-0.5E-3,"z":0,"m":-0}`,
+		`{"emailVerified":false,"image":null,"admin":true,"a":[1,"x",null,true,false,2.5]}`,
+		"{\"name\":\"Zoë 日本\",\"e\":\"\u2028 raw\"}",
+	}
+	for _, s := range taken {
+		if !sameAsStrict(t, []byte(s)) {
+			t.Errorf("decodeFlat left %q to encoding/json", s)
+		}
+	}
+	left := []string{
+		``, ` `, `null`, `[]`, `{`, `{"a"}`, `{"a":}`, `{"a":1,}`, `{,}`, `{"a":1}x`, `{"a":1}{}`,
+		`{"a":{"b":1}}`, `{"a":[[1]]}`, `{"a":[{"b":1}]}`, `{"a":[1,]}`, `{"a":[1 2]}`, `{"a":[`,
+		`{"a\u0062":1}`, `{"a":"\n"}`, `{"a":"\""}`, "{\"a\":\"\x01\"}", "{\"a\":\"\xff\"}", "{\"\xff\":1}",
+		`{"a":1,"a":2}`, `{"a":01}`, `{"a":1.}`, `{"a":.5}`, `{"a":1e}`, `{"a":1e+}`, `{"a":-}`, `{"a":+1}`,
+		`{"a":1e400}`, `{"a":tru}`, `{"a":truex}`, `{"a":nul}`, `{"a":NaN}`, `{"a":0x1}`, `{'a':1}`, `{a:1}`,
+		`{"a":"b}`, `{"a" 1}`,
+		"{" + manyMembers(maxFlatMembers+1) + "}",
+	}
+	for _, s := range left {
+		if sameAsStrict(t, []byte(s)) {
+			t.Errorf("decodeFlat took %q, which it must leave to encoding/json", s)
+		}
+	}
+	if !sameAsStrict(t, []byte("{"+manyMembers(maxFlatMembers)+"}")) {
+		t.Errorf("decodeFlat left %d members to encoding/json", maxFlatMembers)
+	}
+}
+
+func manyMembers(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`"m` + strings.Repeat("x", i) + `":1`)
+	}
+	return b.String()
+}
+
+// TestBetterAuthTokensDecodeFlat: the real tokens' headers and claims take the
+// hand decoder, or it would cost nothing but code.
+func TestBetterAuthTokensDecodeFlat(t *testing.T) {
+	files, err := filepath.Glob("../../testdata/betterauth/*/token.txt")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no sample tokens: %v", err)
+	}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, part := range strings.Split(strings.TrimSpace(string(raw)), ".")[:2] {
+			data, err := base64.RawURLEncoding.DecodeString(part)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sameAsStrict(t, data) {
+				t.Errorf("%s part %d: decodeFlat left %s to encoding/json", f, i, data)
+			}
+		}
+	}
+}
+
+// FuzzDecodeFlat holds decodeFlat to encoding/json and the strict checks on any
+// input it takes.
+func FuzzDecodeFlat(f *testing.F) {
+	for _, s := range []string{
+		`{"alg":"EdDSA","kid":"k1"}`, `{"a":[1,"x",null]}`, `{"a":-0.5e+3}`, `{"a":"\u00e9"}`, `{"a":1,"a":2}`,
+		`{"a":{"b":1}}`, "{\"a\":\"\xe9\"}", `{"a":true,"b":false,"c":null}`, ` {"":""} `,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		sameAsStrict(t, data)
+	})
+}
