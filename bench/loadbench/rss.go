@@ -45,52 +45,86 @@ func mustAllow(addr, tok string) error {
 	return nil
 }
 
+// fillTimeout bounds the filling of the cache for one RSS reading; 100k tokens take
+// about 30 s with room to spare.
+const fillTimeout = 3 * time.Minute
+
+// rssReading is what measureRSS read.
+type rssReading struct {
+	mib     float64 // VmRSS
+	entries int
+	pod     map[string]int64 // the pod cgroup's counters; nil outside one
+	majflt  int64            // major faults while the cache filled
+	fill    time.Duration    // how long filling took
+}
+
 // measureRSS fills a fresh extauthz's cache with n distinct tokens, each checked
 // checks times, over 16 connections' worth of concurrency, and reads its resident
-// set size.
-func measureRSS(e *env, n, checks int, environ []string) (float64, int, error) {
-	s, err := e.startExtauthz("5m", nil, environ...)
+// set size. With pod, extauthz runs in that memory cgroup.
+func measureRSS(e *env, n, checks int, environ []string, pod *podCgroup) (rssReading, error) {
+	var r rssReading
+	bin := *extauthz
+	if pod != nil {
+		var err error
+		if bin, err = pod.wrapper(e.dir, bin); err != nil {
+			return r, err
+		}
+	}
+	s, err := e.startBinary(bin, e.policy("5m", ""), nil, environ...)
 	if err != nil {
-		return 0, 0, err
+		return r, err
 	}
 	defer s.Proc.Stop()
+	majBefore, err := majorFaults(s.Proc.Pid())
+	if err != nil {
+		return r, err
+	}
 	conn, err := grpc.NewClient(s.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return 0, 0, err
+		return r, err
 	}
 	defer conn.Close()
 	c := authv3.NewAuthorizationClient(conn)
 	fmt.Fprintf(os.Stderr, "caching %d distinct tokens...\n", n)
-	var next atomic.Int64
-	var failed atomic.Int64
+	var next, filled, failed atomic.Int64
 	var wg sync.WaitGroup
+	// Bounded: in a pod cgroup too small, the binary's pages thrash and filling
+	// would take hours.
+	start := time.Now()
+	deadline := start.Add(fillTimeout)
 	for range 16 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := int(next.Add(1)); i <= n; i = int(next.Add(1)) {
+			for i := int(next.Add(1)); i <= n && time.Now().Before(deadline); i = int(next.Add(1)) {
 				tok := e.mint(1_000_000 + i)
 				for range checks {
 					if ok, err := check(c, tok); err != nil || !ok {
 						failed.Add(1)
 					}
 				}
+				filled.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
+	r.fill = time.Since(start)
+	if int(filled.Load()) < n {
+		return r, fmt.Errorf("filling the cache took over %s (%d of %d tokens): too little memory, the binary's pages thrashing", fillTimeout, filled.Load(), n)
+	}
 	if failed.Load() > 0 {
-		return 0, 0, fmt.Errorf("%d checks failed while filling the cache", failed.Load())
+		return r, fmt.Errorf("%d checks failed while filling the cache", failed.Load())
 	}
 	entries, err := s.Metric("extauthz_token_cache_entries")
 	if err != nil {
-		return 0, 0, err
+		return r, err
 	}
+	r.entries = int(entries)
 	cacheBytes, _ := s.Metric("extauthz_token_cache_bytes")
 	fmt.Fprintf(os.Stderr, "token cache: %.0f entries, estimated %.1f MiB (%.0f B a token)\n", entries, cacheBytes/(1<<20), cacheBytes/entries)
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.Proc.Pid()))
 	if err != nil {
-		return 0, 0, err
+		return r, err
 	}
 	kb := map[string]float64{}
 	for _, line := range strings.Split(string(status), "\n") {
@@ -100,19 +134,40 @@ func measureRSS(e *env, n, checks int, environ []string) (float64, int, error) {
 			kb[name] = n
 		}
 	}
+	majAfter, err := majorFaults(s.Proc.Pid())
+	if err != nil {
+		return r, err
+	}
+	r.majflt = majAfter - majBefore
 	heap, _ := s.Metric("go_memstats_heap_inuse_bytes")
 	if *profile != "" {
 		name := fmt.Sprintf("heap-%dx.pprof", checks)
 		if len(environ) > 0 {
 			name = fmt.Sprintf("heap-%s-%dx.pprof", strings.TrimPrefix(environ[0], "GOMEMLIMIT="), checks)
 		}
+		if pod != nil {
+			name = fmt.Sprintf("heap-pod-%dMi-%dx.pprof", pod.limitMi, checks)
+		}
 		if err := saveURL(fmt.Sprintf("http://%s/debug/pprof/heap?gc=1", s.Admin), filepath.Join(*profile, name)); err != nil {
-			return 0, 0, err
+			return r, err
 		}
 	}
-	fmt.Fprintf(os.Stderr, "RSS %.1f MiB: anonymous %.1f MiB (Go heap in use %.1f MiB), file-backed %.1f MiB (the binary's pages)\n",
-		kb["VmRSS"]/1024, kb["RssAnon"]/1024, heap/(1<<20), kb["RssFile"]/1024)
-	return kb["VmRSS"] / 1024, int(entries), nil
+	fmt.Fprintf(os.Stderr, "RSS %.1f MiB: anonymous %.1f MiB (Go heap in use %.1f MiB), file-backed %.1f MiB (the binary's pages); filled in %.0f s with %d major faults\n",
+		kb["VmRSS"]/1024, kb["RssAnon"]/1024, heap/(1<<20), kb["RssFile"]/1024, r.fill.Seconds(), r.majflt)
+	r.mib = kb["VmRSS"] / 1024
+	if pod != nil {
+		if r.pod, err = pod.stats(); err != nil {
+			return r, err
+		}
+		const mib = 1 << 20
+		fmt.Fprintf(os.Stderr, "pod cgroup (limit %dMi): usage %.1f MiB (anonymous %.1f, page cache %.1f of which mapped %.1f), peak %.1f MiB, %d times at the limit, %d OOM kills, %d file pages refaulted\n",
+			pod.limitMi, float64(r.pod["usage"])/mib, float64(r.pod["rss"])/mib, float64(r.pod["cache"])/mib, float64(r.pod["mapped_file"])/mib,
+			float64(r.pod["peak"])/mib, r.pod["failcnt"], r.pod["oom_kill"], r.pod["workingset_refault_file"])
+		if r.pod["oom_kill"] > 0 {
+			return r, fmt.Errorf("extauthz was OOM-killed in the %dMi pod cgroup", pod.limitMi)
+		}
+	}
+	return r, nil
 }
 
 func saveProfile(admin, path string, d time.Duration) error {

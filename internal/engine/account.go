@@ -29,7 +29,7 @@ func (s *Snapshot) checkAccount(c *token.Claims, rule *policy.Rule, method strin
 	// A credential checked online was just confirmed by Better Auth itself.
 	if rc := s.Revocations[c.Issuer]; rc != nil && !onlineMethod(method) {
 		if is := s.issuer(c.Issuer); is != nil && is.Revocation != nil && is.Revocation.Postgres == nil &&
-			(c.IssuedAt.IsZero() || c.Expiry.Sub(c.IssuedAt) > is.Revocation.Retention) {
+			(c.IssuedAt().IsZero() || c.Expiry().Sub(c.IssuedAt()) > is.Revocation.Retention) {
 			// The feed forgets revocations after its retention: a token that lives
 			// longer could outlive the memory of its own sign-out.
 			return reason.RevocationUnavailable, "the token lives longer than the revocation feed's retention (" + is.Revocation.Retention.String() + ")"
@@ -39,15 +39,15 @@ func (s *Snapshot) checkAccount(c *token.Claims, rule *policy.Rule, method strin
 		if sidStr == "" && s.requiresSession(c.Issuer) {
 			return reason.ClaimMissing, "token has no sid claim, and the issuer's revocation feed needs one (add session.id in definePayload)"
 		}
-		if code, detail := rc.Check(sidStr, c.Subject, c.IssuedAt, c.Expiry); code != "" {
+		if code, detail := rc.Check(sidStr, c.Subject, c.IssuedAt(), c.Expiry()); code != "" {
 			return code, detail
 		}
 	}
 	if rule != nil && rule.MaxTokenAge > 0 {
-		if c.IssuedAt.IsZero() {
+		if c.IssuedAt().IsZero() {
 			return reason.TokenTooOld, "token has no iat, and the rule has maxTokenAge"
 		}
-		if age := now.Sub(c.IssuedAt); age > rule.MaxTokenAge {
+		if age := now.Sub(c.IssuedAt()); age > rule.MaxTokenAge {
 			return reason.TokenTooOld, "token issued " + age.Round(time.Second).String() + " ago, over the rule's maxTokenAge " + rule.MaxTokenAge.String()
 		}
 	}

@@ -20,28 +20,73 @@ type ClaimSet []Claim
 
 // newClaimSet converts decoded claims, interning the usual claim names so that
 // cached tokens share them. A non-nil keep (sorted) lists the only claims to keep.
-func newClaimSet(m map[string]any, keep []string) ClaimSet {
-	n := len(m)
-	if keep != nil {
-		// Exactly as many as are kept: the cache holds ~100k of these.
-		n = 0
-		for k := range m {
-			if _, ok := slices.BinarySearch(keep, k); ok {
-				n++
-			}
+// The text of the kept strings (in arrays too), of the other kept names and of sub
+// is copied into one allocation: decoded strings may share the whole payload's
+// (decodeFlat), which a cached token must not keep alive, and one allocation is
+// smaller than one a string. It returns the set and sub's copy.
+func newClaimSet(m map[string]any, keep []string, sub string) (ClaimSet, string) {
+	kept := func(name string) bool {
+		if keep == nil {
+			return true
 		}
+		_, ok := slices.BinarySearch(keep, name)
+		return ok
 	}
-	s := make(ClaimSet, 0, n)
+	n, text := 0, len(sub)
 	for k, v := range m {
-		if keep != nil {
-			if _, ok := slices.BinarySearch(keep, k); !ok {
-				continue
+		if !kept(k) {
+			continue
+		}
+		n++ // exactly as many as are kept: the cache holds ~100k of these
+		if _, ok := commonName(k); !ok {
+			text += len(k)
+		}
+		switch v := v.(type) {
+		case string:
+			text += len(v)
+		case []any:
+			for _, e := range v {
+				if e, ok := e.(string); ok {
+					text += len(e)
+				}
 			}
 		}
-		s = append(s, Claim{Name: intern(k), Value: v})
 	}
-	slices.SortFunc(s, func(a, b Claim) int { return strings.Compare(a.Name, b.Name) })
-	return s
+	var arena strings.Builder
+	arena.Grow(text)
+	// copied returns s's copy in the arena; the arena never grows, so earlier
+	// copies stay valid.
+	copied := func(s string) string {
+		from := arena.Len()
+		arena.WriteString(s)
+		return arena.String()[from:]
+	}
+	sub = copied(sub)
+	set := make(ClaimSet, 0, n)
+	for k, v := range m {
+		if !kept(k) {
+			continue
+		}
+		switch vv := v.(type) {
+		case string:
+			v = copied(vv)
+		case []any:
+			a := slices.Clone(vv)
+			for i, e := range a {
+				if e, ok := e.(string); ok {
+					a[i] = copied(e)
+				}
+			}
+			v = a
+		}
+		name, ok := commonName(k)
+		if !ok {
+			name = copied(k)
+		}
+		set = append(set, Claim{Name: name, Value: v})
+	}
+	slices.SortFunc(set, func(a, b Claim) int { return strings.Compare(a.Name, b.Name) })
+	return set, sub
 }
 
 // Get returns the value of the named claim.
@@ -70,29 +115,18 @@ var commonNames = []string{
 }
 
 func intern(name string) string {
-	if i, ok := slices.BinarySearch(commonNames, name); ok {
-		return commonNames[i]
+	if c, ok := commonName(name); ok {
+		return c
 	}
 	return name
 }
 
-// commonByName maps each common name to itself: indexing it with string(b) costs no
-// allocation, where a search with a comparison function would copy b each time.
-var commonByName = func() map[string]string {
-	m := make(map[string]string, len(commonNames))
-	for _, n := range commonNames {
-		m[n] = n
+// commonName returns the common name equal to name, if there is one.
+func commonName(name string) (string, bool) {
+	if i, ok := slices.BinarySearch(commonNames, name); ok {
+		return commonNames[i], true
 	}
-	return m
-}()
-
-// internBytes is intern for a name still in the token's bytes: a common name costs
-// no allocation.
-func internBytes(name []byte) string {
-	if s, ok := commonByName[string(name)]; ok {
-		return s
-	}
-	return string(name)
+	return "", false
 }
 
 // size estimates the memory a cached entry with this set holds, for the cache's byte
@@ -115,8 +149,10 @@ func (s ClaimSet) size() int {
 }
 
 // ClaimsOf builds the Claims of a credential verified elsewhere (Better Auth's
-// get-session): values become the claim set, with sub as the subject.
+// get-session): values become the claim set, with sub as the subject, and expiry
+// its Expiry (to the second).
 func ClaimsOf(issuer string, values map[string]any, expiry time.Time) *Claims {
 	sub, _ := values["sub"].(string)
-	return &Claims{Issuer: issuer, Subject: sub, Expiry: expiry, Values: newClaimSet(values, nil)}
+	set, sub := newClaimSet(values, nil, sub)
+	return &Claims{Issuer: issuer, Subject: sub, exp: unixSeconds(expiry), Values: set}
 }

@@ -25,11 +25,14 @@ const maxFlatMembers = 32
 // decodes into map[string]any with encoding/json's exact results faster.
 func decodeFlat(data []byte) (map[string]any, bool) {
 	type member struct {
-		name  []byte
+		name  string // a slice of text
 		value any
 	}
 	var buf [16]member
 	members := buf[:0]
+	// One copy of the text for every string in it, rather than one allocation a
+	// string; newClaimSet copies what a cached token keeps out of it.
+	text := string(data)
 	i := skipSpace(data, 0)
 	if i == len(data) || data[i] != '{' {
 		return nil, false
@@ -46,9 +49,9 @@ func decodeFlat(data []byte) (map[string]any, bool) {
 			if !ok {
 				return nil, false
 			}
-			name := data[i+1 : end]
+			name := text[i+1 : end]
 			for _, m := range members {
-				if string(m.name) == string(name) {
+				if m.name == name {
 					return nil, false
 				}
 			}
@@ -57,7 +60,7 @@ func decodeFlat(data []byte) (map[string]any, bool) {
 				return nil, false
 			}
 			var v any
-			if v, i, ok = flatValue(data, skipSpace(data, i+1), true); !ok {
+			if v, i, ok = flatValue(data, text, skipSpace(data, i+1), true); !ok {
 				return nil, false
 			}
 			members = append(members, member{name, v})
@@ -80,14 +83,14 @@ func decodeFlat(data []byte) (map[string]any, bool) {
 	}
 	m := make(map[string]any, len(members))
 	for _, mb := range members {
-		m[internBytes(mb.name)] = mb.value
+		m[intern(mb.name)] = mb.value
 	}
 	return m, true
 }
 
 // flatValue decodes the scalar (or, when arrays is true, the array of scalars) at
-// data[i] and returns it with the index after it.
-func flatValue(data []byte, i int, arrays bool) (any, int, bool) {
+// data[i] and returns it with the index after it. text is data as a string.
+func flatValue(data []byte, text string, i int, arrays bool) (any, int, bool) {
 	if i == len(data) {
 		return nil, 0, false
 	}
@@ -97,7 +100,7 @@ func flatValue(data []byte, i int, arrays bool) (any, int, bool) {
 		if !ok {
 			return nil, 0, false
 		}
-		return string(data[i+1 : end]), end + 1, true
+		return text[i+1 : end], end + 1, true
 	case c == '-' || c >= '0' && c <= '9':
 		end := numberEnd(data, i)
 		if end < 0 {
@@ -121,7 +124,7 @@ func flatValue(data []byte, i int, arrays bool) (any, int, bool) {
 			return a, i + 1, true
 		}
 		for {
-			v, next, ok := flatValue(data, i, false)
+			v, next, ok := flatValue(data, text, i, false)
 			if !ok {
 				return nil, 0, false
 			}

@@ -3,11 +3,13 @@ package token
 import (
 	"encoding/base64"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // sameAsStrict fails t unless decodeFlat, when it decodes data, builds what the
@@ -114,4 +116,47 @@ func FuzzDecodeFlat(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sameAsStrict(t, data)
 	})
+}
+
+// TestClaimsKeepOnlyTheirText: a verified token's Claims hold their strings in one
+// allocation of exactly their length, not in the decoded payload's text, which
+// would keep the whole payload alive in the cache.
+func TestClaimsKeepOnlyTheirText(t *testing.T) {
+	payload := []byte(`{"iss":"https://a.example","sub":"user-1","uuid":"6639900d-cfe5-59ec-bd5c-e0e68598457e",` +
+		`"email":"a@example.test","custom":"kept","groups":["g1","g2"],"dropped":"not kept","n":1}`)
+	m, ok := decodeFlat(payload)
+	if !ok {
+		t.Fatal("decodeFlat left a flat payload to encoding/json")
+	}
+	set, sub := newClaimSet(m, []string{"custom", "email", "groups", "n", "sub", "uuid"}, m["sub"].(string))
+	texts := []string{sub}
+	for _, c := range set {
+		if _, common := commonName(c.Name); !common {
+			texts = append(texts, c.Name)
+		}
+		switch v := c.Value.(type) {
+		case string:
+			texts = append(texts, v)
+		case []any:
+			for _, e := range v {
+				texts = append(texts, e.(string))
+			}
+		}
+	}
+	total, lo, hi := 0, uintptr(math.MaxUint), uintptr(0)
+	for _, s := range texts {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		total += len(s)
+		lo, hi = min(lo, p), max(hi, p+uintptr(len(s)))
+	}
+	if int(hi-lo) != total {
+		t.Fatalf("the kept strings span %d bytes, want their %d: they are not one block of their own", hi-lo, total)
+	}
+	payloadAt := uintptr(unsafe.Pointer(unsafe.StringData(m["iss"].(string))))
+	if lo <= payloadAt+uintptr(len(payload)) && payloadAt <= hi {
+		t.Fatal("the kept strings overlap the decoded payload's text")
+	}
+	if v, _ := set.Get("groups"); !reflect.DeepEqual(v, []any{"g1", "g2"}) || sub != "user-1" {
+		t.Fatalf("groups %v, sub %q", v, sub)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+	"unique"
 	"unsafe"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -81,7 +82,7 @@ type Verifier struct {
 // so that a cached verification is reused only under the same configuration.
 type issuer struct {
 	cfg         Issuer
-	fingerprint string
+	fingerprint unique.Handle[string]
 }
 
 // Config configures a Verifier. The zero value of each field means its default.
@@ -144,7 +145,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 			return nil, fmt.Errorf("issuer %q: no key source", is.Issuer)
 		}
 		fp := fmt.Sprintf("%s|%q|%q|%s|%p|%v|%q", is.Issuer, is.Audiences, is.Algorithms, v.leeway, is.Keys, v.keep == nil, v.keep)
-		v.issuers[is.Issuer] = &issuer{cfg: is, fingerprint: fp}
+		v.issuers[is.Issuer] = &issuer{cfg: is, fingerprint: unique.Make(fp)}
 	}
 	return v, nil
 }
@@ -156,14 +157,34 @@ type Claims struct {
 	Subject string
 	KID     string
 	Alg     jwa.SignatureAlgorithm
-	Expiry  time.Time
-	// IssuedAt is iat (zero when the token has none).
-	IssuedAt time.Time
+	// exp and iat in whole unix seconds (0: none), as NumericDates are read: two
+	// time.Time would cost the cache 32 bytes more a token.
+	exp, iat int64
 	// Values holds every claim as decoded JSON (numbers are float64).
 	Values ClaimSet
 
 	// memo is nil until Reused is first called, then usedOnce, then the slots.
 	memo atomic.Pointer[memoSlots]
+}
+
+// Expiry is exp (zero when there is none), in UTC.
+func (c *Claims) Expiry() time.Time { return unixTime(c.exp) }
+
+// IssuedAt is iat (zero when the token has none), in UTC.
+func (c *Claims) IssuedAt() time.Time { return unixTime(c.iat) }
+
+func unixTime(s int64) time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Unix(s, 0).UTC()
+}
+
+func unixSeconds(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
 }
 
 // MemoSlots is the number of memo slots a Claims has.
@@ -336,7 +357,7 @@ func (v *Verifier) checkClaims(c *compact, iss *issuer, key *keyset.Key, audienc
 			return nil, err
 		}
 	}
-	set := newClaimSet(claims, v.keep)
+	set, sub := newClaimSet(claims, v.keep, sub)
 	from, until := validity(reg.exp, reg.nbf, reg.iat, v.leeway)
 	if !deadline.IsZero() && deadline.UnixNano() < until {
 		until = deadline.UnixNano()
@@ -344,9 +365,8 @@ func (v *Verifier) checkClaims(c *compact, iss *issuer, key *keyset.Key, audienc
 	return &cacheEntry{
 		claims: Claims{
 			Issuer: iss.cfg.Issuer, Subject: sub, KID: key.KID, Alg: c.alg,
-			Expiry: reg.exp, IssuedAt: reg.iat, Values: set,
+			exp: unixSeconds(reg.exp), iat: unixSeconds(reg.iat), Values: set,
 		},
 		fingerprint: iss.fingerprint, key: key, notBefore: from, notAfter: until,
-		size: set.size(),
 	}, nil
 }
