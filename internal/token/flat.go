@@ -18,17 +18,17 @@ const maxFlatMembers = 32
 // then decodes with encoding/json, which refuses or reads those exactly as before.
 //
 // When ok is true the map is exactly what json.Unmarshal builds for data (float64
-// numbers, []any arrays, the same strings), and data has no duplicate or escaped
-// name, so the strict decoding would have accepted it: a fuzz test holds the two to
-// that. It exists because encoding/json's reflection costs a new token about 40
-// allocations and several microseconds for these few scalars, and no library
-// decodes into map[string]any with encoding/json's exact results faster.
+// numbers, []any arrays, the same strings), and data nests two levels at most and
+// has no duplicate or escaped name, so the strict decoding (its depth scan
+// included) would have accepted it: a fuzz test holds the two to that. It exists
+// because encoding/json's reflection costs a new token about 40 allocations and
+// several microseconds for these few scalars.
 func decodeFlat(data []byte) (map[string]any, bool) {
 	type member struct {
 		name  string // a slice of text
 		value any
 	}
-	var buf [16]member
+	var buf [16]member // a Better Auth claim set fits; up to maxFlatMembers spill to the heap
 	members := buf[:0]
 	// One copy of the text for every string in it, rather than one allocation a
 	// string; newClaimSet copies what a cached token keeps out of it.
@@ -49,6 +49,8 @@ func decodeFlat(data []byte) (map[string]any, bool) {
 			if !ok {
 				return nil, false
 			}
+			// Comparing raw text is comparing names only because plainString
+			// refuses escapes and bytes that are not UTF-8.
 			name := text[i+1 : end]
 			for _, m := range members {
 				if m.name == name {
@@ -60,7 +62,7 @@ func decodeFlat(data []byte) (map[string]any, bool) {
 				return nil, false
 			}
 			var v any
-			if v, i, ok = flatValue(data, text, skipSpace(data, i+1), true); !ok {
+			if v, i, ok = flatValue(data, text, skipSpace(data, i+1), false); !ok {
 				return nil, false
 			}
 			members = append(members, member{name, v})
@@ -88,9 +90,10 @@ func decodeFlat(data []byte) (map[string]any, bool) {
 	return m, true
 }
 
-// flatValue decodes the scalar (or, when arrays is true, the array of scalars) at
-// data[i] and returns it with the index after it. text is data as a string.
-func flatValue(data []byte, text string, i int, arrays bool) (any, int, bool) {
+// flatValue decodes the scalar at data[i], or an array of scalars unless inArray
+// (so nothing nests deeper than a member's array), and returns it with the index
+// after it. text is data as a string.
+func flatValue(data []byte, text string, i int, inArray bool) (any, int, bool) {
 	if i == len(data) {
 		return nil, 0, false
 	}
@@ -117,14 +120,14 @@ func flatValue(data []byte, text string, i int, arrays bool) (any, int, bool) {
 		return literal(data, i, "false", false)
 	case c == 'n':
 		return literal(data, i, "null", nil)
-	case c == '[' && arrays:
+	case c == '[' && !inArray:
 		a := []any{}
 		i = skipSpace(data, i+1)
 		if i < len(data) && data[i] == ']' {
 			return a, i + 1, true
 		}
 		for {
-			v, next, ok := flatValue(data, text, i, false)
+			v, next, ok := flatValue(data, text, i, true)
 			if !ok {
 				return nil, 0, false
 			}
@@ -163,7 +166,8 @@ func plainString(data []byte, open int) (int, bool) {
 	return 0, false
 }
 
-// numberEnd returns the index after the JSON number at data[i] (RFC 8259 §6), or -1.
+// numberEnd returns the index after the JSON number at data[i] (RFC 8259 §6), or
+// -1; i < len(data).
 func numberEnd(data []byte, i int) int {
 	if data[i] == '-' {
 		i++
@@ -199,6 +203,7 @@ func numberEnd(data []byte, i int) int {
 	return i
 }
 
+// digitsEnd returns the index after the digits from data[i] on.
 func digitsEnd(data []byte, i int) int {
 	for i < len(data) && data[i] >= '0' && data[i] <= '9' {
 		i++
@@ -214,6 +219,8 @@ func literal(data []byte, i int, lit string, v any) (any, int, bool) {
 	return v, i + len(lit), true
 }
 
+// skipSpace returns the index after the JSON whitespace (space, tab, LF, CR: RFC
+// 8259 §2) from data[i] on.
 func skipSpace(data []byte, i int) int {
 	for i < len(data) {
 		switch data[i] {

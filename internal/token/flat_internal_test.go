@@ -30,8 +30,32 @@ func sameAsStrict(t *testing.T, data []byte) bool {
 	if err := json.Unmarshal(data, &want); err != nil || want == nil {
 		t.Fatalf("decodeFlat took %q, which encoding/json refuses: %v", data, err)
 	}
-	if !reflect.DeepEqual(got, want) {
+	if !reflect.DeepEqual(got, want) || !sameSigns(got, want) {
 		t.Fatalf("decodeFlat(%q) = %#v, encoding/json %#v", data, got, want)
+	}
+	return true
+}
+
+// sameSigns tells -0 from 0, which reflect.DeepEqual does not.
+func sameSigns(got, want map[string]any) bool {
+	var same func(a, b any) bool
+	same = func(a, b any) bool {
+		switch a := a.(type) {
+		case float64:
+			return math.Float64bits(a) == math.Float64bits(b.(float64))
+		case []any:
+			for i := range a {
+				if !same(a[i], b.([]any)[i]) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	for k, v := range got {
+		if !same(v, want[k]) {
+			return false
+		}
 	}
 	return true
 }

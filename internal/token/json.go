@@ -30,7 +30,8 @@ var (
 // that pick different duplicates read two different tokens from one signature
 // (RFC 8725 §3.2). No library reports duplicates without building every value
 // twice, so a byte scan (duplicateMembers) checks the names and json.Unmarshal
-// then decodes once.
+// then decodes once. The flat objects Better Auth writes take a faster path
+// (decodeFlat), which yields the same map or gives up.
 func decodeObject(data []byte) (map[string]any, error) {
 	if tooDeep(data, MaxJSONDepth) {
 		return nil, errTooDeep
