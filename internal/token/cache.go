@@ -106,6 +106,8 @@ func (c *Cache) put(h *[32]byte, e *cacheEntry, now int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old := s.m[*h]; old != nil {
+		// Out of the map too, so that eviction cannot charge it back twice.
+		delete(s.m, *h)
 		s.bytes -= old.size()
 	}
 	for len(s.m) >= c.maxEntries || s.bytes+e.size() > c.maxMem {

@@ -20,24 +20,23 @@ type ClaimSet []Claim
 
 // newClaimSet converts decoded claims, interning the usual claim names so that
 // cached tokens share them. A non-nil keep (sorted) lists the only claims to keep.
-// The text of the kept strings (in arrays too), of the other kept names and of sub
-// is copied into one allocation: decoded strings may share the whole payload's
-// (decodeFlat), which a cached token must not keep alive, and one allocation is
-// smaller than one a string. It returns the set and sub's copy.
-func newClaimSet(m map[string]any, keep []string, sub string) (ClaimSet, string) {
-	kept := func(name string) bool {
-		if keep == nil {
-			return true
-		}
-		_, ok := slices.BinarySearch(keep, name)
-		return ok
-	}
-	n, text := 0, len(sub)
+//
+// With detach, the text of the kept strings (in arrays too), of the other kept
+// names and of sub is copied into one allocation, and the set and sub's copy
+// returned: strings decoded by decodeFlat share the whole payload's text, which a
+// cached token must not keep alive, and one allocation is smaller than one a
+// string. Without it (claims decoded on their own, for one request) the strings
+// are kept as they are.
+func newClaimSet(m map[string]any, keep []string, sub string, detach bool) (ClaimSet, string) {
+	kept := make([]string, 0, len(m))
+	text := 0
 	for k, v := range m {
-		if !kept(k) {
-			continue
+		if keep != nil {
+			if _, ok := slices.BinarySearch(keep, k); !ok {
+				continue
+			}
 		}
-		n++ // exactly as many as are kept: the cache holds ~100k of these
+		kept = append(kept, k) // exactly as many claims as are kept: the cache holds ~100k sets
 		if _, ok := commonName(k); !ok {
 			text += len(k)
 		}
@@ -52,38 +51,54 @@ func newClaimSet(m map[string]any, keep []string, sub string) (ClaimSet, string)
 			}
 		}
 	}
+	subKept := false
+	if v, ok := m["sub"].(string); ok && v == sub && slices.Contains(kept, "sub") {
+		subKept = true // Subject shares the set's copy
+	} else {
+		text += len(sub)
+	}
 	var arena strings.Builder
-	arena.Grow(text)
-	// copied returns s's copy in the arena; the arena never grows, so earlier
-	// copies stay valid.
+	if detach {
+		arena.Grow(text)
+	}
+	// copied returns s's copy in the arena, which never grows past what was
+	// counted, so earlier copies stay where they are.
 	copied := func(s string) string {
+		if !detach {
+			return s
+		}
 		from := arena.Len()
 		arena.WriteString(s)
 		return arena.String()[from:]
 	}
-	sub = copied(sub)
-	set := make(ClaimSet, 0, n)
-	for k, v := range m {
-		if !kept(k) {
-			continue
-		}
+	set := make(ClaimSet, 0, len(kept))
+	for _, k := range kept {
+		v := m[k]
 		switch vv := v.(type) {
 		case string:
 			v = copied(vv)
-		case []any:
-			a := slices.Clone(vv)
-			for i, e := range a {
-				if e, ok := e.(string); ok {
-					a[i] = copied(e)
-				}
+			if k == "sub" && subKept {
+				sub = v.(string)
 			}
-			v = a
+		case []any:
+			if detach {
+				a := slices.Clone(vv)
+				for i, e := range a {
+					if e, ok := e.(string); ok {
+						a[i] = copied(e)
+					}
+				}
+				v = a
+			}
 		}
 		name, ok := commonName(k)
 		if !ok {
 			name = copied(k)
 		}
 		set = append(set, Claim{Name: name, Value: v})
+	}
+	if !subKept {
+		sub = copied(sub)
 	}
 	slices.SortFunc(set, func(a, b Claim) int { return strings.Compare(a.Name, b.Name) })
 	return set, sub
@@ -153,6 +168,6 @@ func (s ClaimSet) size() int {
 // its Expiry (to the second).
 func ClaimsOf(issuer string, values map[string]any, expiry time.Time) *Claims {
 	sub, _ := values["sub"].(string)
-	set, sub := newClaimSet(values, nil, sub)
+	set, sub := newClaimSet(values, nil, sub, false)
 	return &Claims{Issuer: issuer, Subject: sub, exp: unixSeconds(expiry), Values: set}
 }

@@ -152,8 +152,11 @@ func TestClaimsKeepOnlyTheirText(t *testing.T) {
 	if !ok {
 		t.Fatal("decodeFlat left a flat payload to encoding/json")
 	}
-	set, sub := newClaimSet(m, []string{"custom", "email", "groups", "n", "sub", "uuid"}, m["sub"].(string))
-	texts := []string{sub}
+	set, sub := newClaimSet(m, []string{"custom", "email", "groups", "n", "sub", "uuid"}, m["sub"].(string), true)
+	var texts []string
+	if v, _ := set.Get("sub"); unsafe.StringData(v.(string)) != unsafe.StringData(sub) {
+		t.Fatal("Subject does not share the kept sub's copy")
+	}
 	for _, c := range set {
 		if _, common := commonName(c.Name); !common {
 			texts = append(texts, c.Name)

@@ -152,7 +152,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 
 // Claims is a verified token's content.
 type Claims struct {
-	// Issuer, Subject, KID and Expiry are copied out for convenience.
+	// Issuer, Subject and KID are copied out for convenience.
 	Issuer  string
 	Subject string
 	KID     string
@@ -357,7 +357,7 @@ func (v *Verifier) checkClaims(c *compact, iss *issuer, key *keyset.Key, audienc
 			return nil, err
 		}
 	}
-	set, sub := newClaimSet(claims, v.keep, sub)
+	set, sub := newClaimSet(claims, v.keep, sub, true)
 	from, until := validity(reg.exp, reg.nbf, reg.iat, v.leeway)
 	if !deadline.IsZero() && deadline.UnixNano() < until {
 		until = deadline.UnixNano()
