@@ -22,11 +22,16 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
+
+	"github.com/betterauth-extauthz/extauthz/test/e2e/stack"
 )
 
 const uuid = "6639900d-cfe5-59ec-bd5c-e0e68598457e"
@@ -48,8 +53,39 @@ var (
 	profile   = flag.String("profile", "", "write CPU profiles of extauthz during the first warm and cold runs (warm.pprof, cold.pprof) to this directory")
 )
 
+// running holds every server loadbench started, for a signal to stop: they run
+// in process groups of their own, which a Ctrl-C in the terminal does not reach.
+var running procSet
+
+type procSet struct {
+	mu    sync.Mutex
+	procs []*stack.Proc
+}
+
+func (s *procSet) add(p *stack.Proc) {
+	s.mu.Lock()
+	s.procs = append(s.procs, p)
+	s.mu.Unlock()
+}
+
+func (s *procSet) stopAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.procs {
+		p.Stop()
+	}
+}
+
 func main() {
 	flag.Parse()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		fmt.Fprintf(os.Stderr, "loadbench: %v, stopping the servers\n", s)
+		running.stopAll()
+		os.Exit(1)
+	}()
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
 		os.Exit(1)

@@ -175,6 +175,7 @@ func (e *env) startTrivial(name string, args ...string) (*stack.Proc, error) {
 		return nil, err
 	}
 	e.procs = append(e.procs, p)
+	running.add(p)
 	e.trivialAddr[p] = addr
 	return p, stack.WaitTCP(p, addr, 15*time.Second)
 }
@@ -213,6 +214,7 @@ func (e *env) startBinary(bin, doc string, args []string, environ ...string) (*s
 		return nil, err
 	}
 	e.procs = append(e.procs, s.Proc)
+	running.add(s.Proc)
 	return s, nil
 }
 
