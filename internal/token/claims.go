@@ -28,7 +28,8 @@ type ClaimSet []Claim
 // string. Without it (claims decoded on their own, for one request) the strings
 // are kept as they are.
 func newClaimSet(m map[string]any, keep []string, sub string, detach bool) (ClaimSet, string) {
-	kept := make([]string, 0, len(m))
+	var buf [16]string
+	kept := buf[:0] // the names kept, in one order for both passes
 	text := 0
 	for k, v := range m {
 		if keep != nil {

@@ -25,62 +25,62 @@ const maxFlatMembers = 32
 // several microseconds for these few scalars.
 func decodeFlat(data []byte) (map[string]any, bool) {
 	type member struct {
-		name  string // a slice of text
+		name  string // a slice of s
 		value any
 	}
 	var buf [16]member // a Better Auth claim set fits; up to maxFlatMembers spill to the heap
 	members := buf[:0]
-	// One copy of the text for every string in it, rather than one allocation a
-	// string; newClaimSet copies what a cached token keeps out of it.
-	text := string(data)
-	i := skipSpace(data, 0)
-	if i == len(data) || data[i] != '{' {
+	// One copy of the text, every string in it a slice of that copy rather than an
+	// allocation of its own; newClaimSet copies what a cached token keeps out of it.
+	s := string(data)
+	i := skipSpace(s, 0)
+	if i == len(s) || s[i] != '{' {
 		return nil, false
 	}
-	i = skipSpace(data, i+1)
-	if i < len(data) && data[i] == '}' {
+	i = skipSpace(s, i+1)
+	if i < len(s) && s[i] == '}' {
 		i++
 	} else {
 		for {
-			if i == len(data) || data[i] != '"' || len(members) == maxFlatMembers {
+			if i == len(s) || s[i] != '"' || len(members) == maxFlatMembers {
 				return nil, false
 			}
-			end, ok := plainString(data, i)
+			end, ok := plainString(s, i)
 			if !ok {
 				return nil, false
 			}
 			// Comparing raw text is comparing names only because plainString
 			// refuses escapes and bytes that are not UTF-8.
-			name := text[i+1 : end]
+			name := s[i+1 : end]
 			for _, m := range members {
 				if m.name == name {
 					return nil, false
 				}
 			}
-			i = skipSpace(data, end+1)
-			if i == len(data) || data[i] != ':' {
+			i = skipSpace(s, end+1)
+			if i == len(s) || s[i] != ':' {
 				return nil, false
 			}
 			var v any
-			if v, i, ok = flatValue(data, text, skipSpace(data, i+1), false); !ok {
+			if v, i, ok = flatValue(s, skipSpace(s, i+1), false); !ok {
 				return nil, false
 			}
 			members = append(members, member{name, v})
-			i = skipSpace(data, i)
-			if i == len(data) {
+			i = skipSpace(s, i)
+			if i == len(s) {
 				return nil, false
 			}
-			if data[i] == '}' {
+			if s[i] == '}' {
 				i++
 				break
 			}
-			if data[i] != ',' {
+			if s[i] != ',' {
 				return nil, false
 			}
-			i = skipSpace(data, i+1)
+			i = skipSpace(s, i+1)
 		}
 	}
-	if skipSpace(data, i) != len(data) {
+	if skipSpace(s, i) != len(s) {
 		return nil, false
 	}
 	m := make(map[string]any, len(members))
@@ -90,73 +90,73 @@ func decodeFlat(data []byte) (map[string]any, bool) {
 	return m, true
 }
 
-// flatValue decodes the scalar at data[i], or an array of scalars unless inArray
+// flatValue decodes the scalar at s[i], or an array of scalars unless inArray
 // (so nothing nests deeper than a member's array), and returns it with the index
-// after it. text is data as a string.
-func flatValue(data []byte, text string, i int, inArray bool) (any, int, bool) {
-	if i == len(data) {
+// after it.
+func flatValue(s string, i int, inArray bool) (any, int, bool) {
+	if i == len(s) {
 		return nil, 0, false
 	}
-	switch c := data[i]; {
+	switch c := s[i]; {
 	case c == '"':
-		end, ok := plainString(data, i)
+		end, ok := plainString(s, i)
 		if !ok {
 			return nil, 0, false
 		}
-		return text[i+1 : end], end + 1, true
+		return s[i+1 : end], end + 1, true
 	case c == '-' || c >= '0' && c <= '9':
-		end := numberEnd(data, i)
+		end := numberEnd(s, i)
 		if end < 0 {
 			return nil, 0, false
 		}
-		f, err := strconv.ParseFloat(string(data[i:end]), 64)
+		f, err := strconv.ParseFloat(s[i:end], 64)
 		if err != nil {
 			return nil, 0, false // out of range: encoding/json's error
 		}
 		return f, end, true
 	case c == 't':
-		return literal(data, i, "true", true)
+		return literal(s, i, "true", true)
 	case c == 'f':
-		return literal(data, i, "false", false)
+		return literal(s, i, "false", false)
 	case c == 'n':
-		return literal(data, i, "null", nil)
+		return literal(s, i, "null", nil)
 	case c == '[' && !inArray:
 		a := []any{}
-		i = skipSpace(data, i+1)
-		if i < len(data) && data[i] == ']' {
+		i = skipSpace(s, i+1)
+		if i < len(s) && s[i] == ']' {
 			return a, i + 1, true
 		}
 		for {
-			v, next, ok := flatValue(data, text, i, true)
+			v, next, ok := flatValue(s, i, true)
 			if !ok {
 				return nil, 0, false
 			}
 			a = append(a, v)
-			i = skipSpace(data, next)
-			if i == len(data) {
+			i = skipSpace(s, next)
+			if i == len(s) {
 				return nil, 0, false
 			}
-			if data[i] == ']' {
+			if s[i] == ']' {
 				return a, i + 1, true
 			}
-			if data[i] != ',' {
+			if s[i] != ',' {
 				return nil, 0, false
 			}
-			i = skipSpace(data, i+1)
+			i = skipSpace(s, i+1)
 		}
 	}
 	return nil, 0, false
 }
 
 // plainString returns the index of the quote closing the string that opens at
-// data[open], if the string has no escape, no control character and is UTF-8:
+// s[open], if the string has no escape, no control character and is UTF-8:
 // then its bytes are its value.
-func plainString(data []byte, open int) (int, bool) {
+func plainString(s string, open int) (int, bool) {
 	ascii := true
-	for i := open + 1; i < len(data); i++ {
-		switch c := data[i]; {
+	for i := open + 1; i < len(s); i++ {
+		switch c := s[i]; {
 		case c == '"':
-			return i, ascii || utf8.Valid(data[open+1:i])
+			return i, ascii || utf8.ValidString(s[open+1:i])
 		case c == '\\' || c < 0x20:
 			return 0, false
 		case c >= utf8.RuneSelf:
@@ -166,35 +166,35 @@ func plainString(data []byte, open int) (int, bool) {
 	return 0, false
 }
 
-// numberEnd returns the index after the JSON number at data[i] (RFC 8259 §6), or
-// -1; i < len(data).
-func numberEnd(data []byte, i int) int {
-	if data[i] == '-' {
+// numberEnd returns the index after the JSON number at s[i] (RFC 8259 §6), or
+// -1; i < len(s).
+func numberEnd(s string, i int) int {
+	if s[i] == '-' {
 		i++
 	}
 	switch {
-	case i == len(data):
+	case i == len(s):
 		return -1
-	case data[i] == '0':
+	case s[i] == '0':
 		i++
-	case data[i] >= '1' && data[i] <= '9':
-		i = digitsEnd(data, i)
+	case s[i] >= '1' && s[i] <= '9':
+		i = digitsEnd(s, i)
 	default:
 		return -1
 	}
-	if i < len(data) && data[i] == '.' {
-		if j := digitsEnd(data, i+1); j > i+1 {
+	if i < len(s) && s[i] == '.' {
+		if j := digitsEnd(s, i+1); j > i+1 {
 			i = j
 		} else {
 			return -1
 		}
 	}
-	if i < len(data) && (data[i] == 'e' || data[i] == 'E') {
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
 		i++
-		if i < len(data) && (data[i] == '+' || data[i] == '-') {
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
 			i++
 		}
-		if j := digitsEnd(data, i); j > i {
+		if j := digitsEnd(s, i); j > i {
 			i = j
 		} else {
 			return -1
@@ -203,27 +203,27 @@ func numberEnd(data []byte, i int) int {
 	return i
 }
 
-// digitsEnd returns the index after the digits from data[i] on.
-func digitsEnd(data []byte, i int) int {
-	for i < len(data) && data[i] >= '0' && data[i] <= '9' {
+// digitsEnd returns the index after the digits from s[i] on.
+func digitsEnd(s string, i int) int {
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
 		i++
 	}
 	return i
 }
 
-// literal returns v and the index after lit, if lit is at data[i].
-func literal(data []byte, i int, lit string, v any) (any, int, bool) {
-	if len(data)-i < len(lit) || string(data[i:i+len(lit)]) != lit {
+// literal returns v and the index after lit, if lit is at s[i].
+func literal(s string, i int, lit string, v any) (any, int, bool) {
+	if len(s)-i < len(lit) || s[i:i+len(lit)] != lit {
 		return nil, 0, false
 	}
 	return v, i + len(lit), true
 }
 
 // skipSpace returns the index after the JSON whitespace (space, tab, LF, CR: RFC
-// 8259 §2) from data[i] on.
-func skipSpace(data []byte, i int) int {
-	for i < len(data) {
-		switch data[i] {
+// 8259 §2) from s[i] on.
+func skipSpace(s string, i int) int {
+	for i < len(s) {
+		switch s[i] {
 		case ' ', '\t', '\n', '\r':
 			i++
 		default:

@@ -319,12 +319,13 @@ func (v *Verifier) checkSignature(ctx context.Context, c *compact) (*issuer, *ke
 	return iss, key, nil
 }
 
-// checkClaims decodes the claims of a token whose signature verified, strictly,
-// and checks the registered ones against iss and the clock.
 // reshape turns verified claims into those a policy reads, with a deadline of its
 // own (zero: none): the session cookie cache's session and user.
 type reshape func(claims map[string]any) (map[string]any, time.Time, error)
 
+// checkClaims checks the claims of a token whose signature verified (decoded
+// strictly, before the signature check when small) against iss and the clock, and
+// builds the cache entry of the verification.
 func (v *Verifier) checkClaims(c *compact, iss *issuer, key *keyset.Key, audiences []string, shape reshape) (*cacheEntry, error) {
 	if c.claims == nil && c.claimsErr == nil {
 		c.claims, c.claimsErr = decodeChecked(c.payload) // a large payload, only peeked at before
