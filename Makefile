@@ -59,6 +59,7 @@ k8s-tools: ## kube-apiserver, etcd and kubectl v1.37.2 from the Go module proxy,
 fuzz: ## a short fuzzing run of the token parser and its hand JSON decoder, the path, host and method canonicalisers, and the whole decision
 	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME) ./internal/token
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeFlat$$' -fuzztime=$(FUZZTIME) ./internal/token
+	$(GO) test -run='^$$' -fuzz='^FuzzClaimSet$$' -fuzztime=$(FUZZTIME) ./internal/token
 	$(GO) test -run='^$$' -fuzz='^FuzzCanonicalize$$' -fuzztime=$(FUZZTIME) ./internal/policy
 	$(GO) test -run='^$$' -fuzz='^FuzzHostMethod$$' -fuzztime=$(FUZZTIME) ./internal/policy
 	$(GO) test -run='^$$' -fuzz='^FuzzDecide$$' -fuzztime=$(FUZZTIME) ./internal/engine

@@ -112,8 +112,8 @@ func TestKustomizeNamePrefix(t *testing.T) {
 		t.Errorf("readiness probe %+v flaps", r)
 	}
 	for _, e := range c.Env {
-		if e.Name == "GOMEMLIMIT" && e.Value != "230MiB" {
-			t.Errorf("GOMEMLIMIT %+v, want 90%% of the 256Mi limit", e)
+		if e.Name == "GOMEMLIMIT" && e.Value != "224MiB" {
+			t.Errorf("GOMEMLIMIT %+v, want the 256Mi limit less 32Mi", e)
 		}
 	}
 	args := strings.Join(c.Args, " ")

@@ -54,8 +54,11 @@ func newPodCgroup(limitMi int) (*podCgroup, error) {
 	return c, nil
 }
 
-// gomemlimit is what the Helm chart sets for this limit: 90% of it, in MiB.
-func (c *podCgroup) gomemlimit() string { return fmt.Sprintf("%dMiB", c.limitMi*9/10) }
+// gomemlimit is what the Helm chart sets for this limit: the limit less 32 MiB, at
+// most 90% and at least half of it.
+func (c *podCgroup) gomemlimit() string {
+	return fmt.Sprintf("%dMiB", max(c.limitMi/2, min(c.limitMi*9/10, c.limitMi-32)))
+}
 
 // wrapper writes a script that joins the cgroup, copies bin there (so that its
 // page-cache pages are charged to the cgroup, the strict case: a container's image

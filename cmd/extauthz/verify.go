@@ -210,7 +210,7 @@ func cmdVerifyToken(args []string, stdout io.Writer) error {
 		return fmt.Errorf("token invalid: %w", err)
 	}
 	fmt.Fprintf(stdout, "reason: (none)\nvalid: kid %s, alg %s, sub %q, expires %s\n",
-		c.KID, c.Alg, c.Subject, c.Expiry().Format(time.RFC3339))
+		c.KID(), c.Alg(), c.Subject, c.Expiry().Format(time.RFC3339))
 	return nil
 }
 

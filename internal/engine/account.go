@@ -34,8 +34,7 @@ func (s *Snapshot) checkAccount(c *token.Claims, rule *policy.Rule, method strin
 			// longer could outlive the memory of its own sign-out.
 			return reason.RevocationUnavailable, "the token lives longer than the revocation feed's retention (" + is.Revocation.Retention.String() + ")"
 		}
-		sid, _ := c.Values.Get("sid")
-		sidStr, _ := sid.(string)
+		sidStr, _ := c.Values.String("sid")
 		if sidStr == "" && s.requiresSession(c.Issuer) {
 			return reason.ClaimMissing, "token has no sid claim, and the issuer's revocation feed needs one (add session.id in definePayload)"
 		}

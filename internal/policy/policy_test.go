@@ -241,6 +241,10 @@ type mapClaims map[string]any
 
 func (m mapClaims) Get(name string) (any, bool) { v, ok := m[name]; return v, ok }
 func (m mapClaims) Map() map[string]any         { return m }
+func (m mapClaims) String(name string) (string, bool) {
+	s, ok := m[name].(string)
+	return s, ok
+}
 
 func TestClaimsUsed(t *testing.T) {
 	iss := "issuers: [{betterAuthURL: https://a}]\nidentity: {headers: {x-user-id: sub, x-user-email: email}}\n"

@@ -125,6 +125,9 @@ func (r *Rule) match(req *Request, ps Params) (Params, bool) {
 // ClaimSource reads a verified token's claims; token.ClaimSet is one.
 type ClaimSource interface {
 	Get(name string) (any, bool)
+	// String returns the named claim when it is a string, without allocating:
+	// the owner check runs on every request.
+	String(name string) (string, bool)
 	// Map returns every claim, for CEL.
 	Map() map[string]any
 }
@@ -133,9 +136,8 @@ type ClaimSource interface {
 // returns "" to allow, or the reason to deny with a detail for logs.
 func (r *Rule) Authorize(claims ClaimSource, req *Request, ps Params) (reason.Code, string) {
 	if r.Owner != nil {
-		v, ok := claims.Get(r.Owner.Claim)
-		claim, isString := v.(string)
-		if !ok || !isString || claim == "" {
+		claim, ok := claims.String(r.Owner.Claim)
+		if !ok || claim == "" {
 			return reason.ClaimMissing, fmt.Sprintf("token has no %s claim", r.Owner.Claim)
 		}
 		param, _ := ps.Get(r.Owner.Param)

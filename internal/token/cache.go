@@ -5,8 +5,6 @@ import (
 	"sync/atomic"
 	"time"
 	"unique"
-
-	"github.com/betterauth-extauthz/extauthz/internal/keyset"
 )
 
 // Defaults for NewCache: sized for ~100k live tokens (Better Auth's last 15 minutes).
@@ -43,8 +41,7 @@ type cacheShard struct {
 type cacheEntry struct {
 	claims              Claims
 	fingerprint         unique.Handle[string] // the issuer's configuration, interned: 8 bytes, not 16
-	key                 *keyset.Key
-	notBefore, notAfter int64 // unix nanoseconds, leeway included
+	notBefore, notAfter int64                 // unix nanoseconds, leeway included
 }
 
 // size is what the entry is charged in its shard's byte budget; the claims are
@@ -202,6 +199,6 @@ func validity(exp, nbf, iat time.Time, leeway time.Duration) (from, until int64)
 	return from, exp.Add(leeway).UnixNano()
 }
 
-// entryOverhead estimates what an entry costs beyond its claims: the entry and
-// Claims structs (144 bytes) and its share of the shard's map (about 56).
-const entryOverhead = 200
+// entryOverhead estimates what an entry costs beyond its claims' encoding: the
+// entry and Claims structs (128 bytes) and its share of the shard's map (about 56).
+const entryOverhead = 184

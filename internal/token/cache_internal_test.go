@@ -8,7 +8,7 @@ import "testing"
 func TestOverwriteChargesOnce(t *testing.T) {
 	c := NewCache(CacheConfig{MaxEntries: 2 * cacheShards}) // two entries a shard
 	entry := func(sub string) *cacheEntry {
-		set, _ := newClaimSet(map[string]any{"sub": sub}, nil, sub, true)
+		set, _ := newClaimSet(map[string]any{"sub": sub}, nil, sub)
 		return &cacheEntry{claims: Claims{Subject: sub, Values: set}, notAfter: 1 << 62}
 	}
 	var other, h [32]byte

@@ -1,124 +1,368 @@
 package token
 
 import (
+	"encoding/binary"
+	"iter"
+	"math"
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 )
 
-// Claim is one claim of a verified token, its value as decoded JSON (string,
-// float64, bool, nil, []any or map[string]any).
-type Claim struct {
-	Name  string
-	Value any
+// ClaimSet holds a verified token's claims, sorted by name. Its zero value is an
+// empty set; it is immutable.
+//
+// It is compact on purpose: the verified-token cache keeps ~100k of them. Names and
+// scalar values (strings, numbers, booleans, null) are encoded into one string,
+// each claim a few bytes of framing beside its text, so that a cached token's
+// claims are one allocation without pointers: a []Claim with boxed values cost
+// three allocations and about 130 bytes more a Better Auth token, and gave the
+// garbage collector pointers to follow in every one. Arrays and objects, rare in
+// what policies keep, stay decoded beside it.
+//
+// The encoding is private to this file, written by newClaimSet and read by
+// claimReader: no library offers a pointer-free, copy-free record of decoded JSON
+// scalars. It is a uvarint count, then per claim its name (a byte indexing
+// commonNames, or nameLiteral, a uvarint length and the name), a kind byte and the
+// value (a string's uvarint length and text; a number's 8 bytes of IEEE 754 bits,
+// big-endian; for kindOther, a uvarint index into more). Bytes after the last claim
+// belong to no claim (the subject's text, when it is not a kept claim).
+type ClaimSet struct {
+	enc  string
+	more *[]any
 }
 
-// ClaimSet holds a verified token's claims as pairs sorted by name. It is compact on
-// purpose: the verified-token cache keeps ~100k of them, and a Go map per token
-// costs about 1.2 KB where this costs about half.
-type ClaimSet []Claim
+// The kinds of encoded values.
+const (
+	kindString = 's'
+	kindNumber = 'n'
+	kindTrue   = 't'
+	kindFalse  = 'f'
+	kindNull   = 'z'
+	kindOther  = 'c' // an array, object or other decoded value, held in more
 
-// newClaimSet converts decoded claims, interning the usual claim names so that
-// cached tokens share them. A non-nil keep (sorted) lists the only claims to keep.
+	nameLiteral = 0xff // a name not in commonNames follows
+)
+
+func init() {
+	if len(commonNames) >= nameLiteral {
+		panic("token: too many common claim names for one byte")
+	}
+}
+
+// newClaimSet converts decoded claims. A non-nil keep (sorted) lists the only claims
+// to keep. It returns the set and the subject sub, which shares the set's copy of
+// the sub claim when that is sub and kept, and is copied into the set otherwise.
 //
-// With detach, the text of the kept strings (in arrays too), of the other kept
-// names and of sub is copied into one allocation, and the set and sub's copy
-// returned: strings decoded by decodeFlat share the whole payload's text, which a
-// cached token must not keep alive, and one allocation is smaller than one a
-// string. Without it (claims decoded on their own, for one request) the strings
-// are kept as they are.
-func newClaimSet(m map[string]any, keep []string, sub string, detach bool) (ClaimSet, string) {
+// Strings are copied: strings decoded by decodeFlat share the whole payload's
+// text, which a cached token must not keep alive. So are arrays, for the same
+// reason; objects come from encoding/json, whose strings are their own.
+func newClaimSet(m map[string]any, keep []string, sub string) (ClaimSet, string) {
 	var buf [16]string
-	kept := buf[:0] // the names kept, in one order for both passes
-	text := 0
-	for k, v := range m {
+	kept := buf[:0]
+	for k := range m {
 		if keep != nil {
 			if _, ok := slices.BinarySearch(keep, k); !ok {
 				continue
 			}
 		}
-		kept = append(kept, k) // exactly as many claims as are kept: the cache holds ~100k sets
-		if _, ok := commonName(k); !ok {
-			text += len(k)
-		}
-		switch v := v.(type) {
+		kept = append(kept, k)
+	}
+	slices.Sort(kept)
+	// The exact length first, so that the one allocation is the right size and
+	// the subject can point into it.
+	n, others := uvarintLen(uint64(len(kept))), 0
+	for _, k := range kept {
+		n += nameLen(k) + 1
+		switch v := m[k].(type) {
 		case string:
-			text += len(v)
-		case []any:
-			for _, e := range v {
-				if e, ok := e.(string); ok {
-					text += len(e)
-				}
-			}
+			n += uvarintLen(uint64(len(v))) + len(v)
+		case float64:
+			n += 8
+		case bool, nil:
+		default:
+			n += uvarintLen(uint64(others))
+			others++
 		}
 	}
 	subKept := false
 	if v, ok := m["sub"].(string); ok && v == sub && slices.Contains(kept, "sub") {
-		subKept = true // Subject shares the set's copy
+		subKept = true
 	} else {
-		text += len(sub)
+		n += len(sub)
 	}
-	var arena strings.Builder
-	if detach {
-		arena.Grow(text)
+	b := make([]byte, 0, n)
+	var more []any
+	if others > 0 {
+		more = make([]any, 0, others)
 	}
-	// copied returns s's copy in the arena, which never grows past what was
-	// counted, so earlier copies stay where they are.
-	copied := func(s string) string {
-		if !detach {
-			return s
-		}
-		from := arena.Len()
-		arena.WriteString(s)
-		return arena.String()[from:]
-	}
-	set := make(ClaimSet, 0, len(kept))
+	b = binary.AppendUvarint(b, uint64(len(kept)))
+	subAt := -1
 	for _, k := range kept {
-		v := m[k]
-		switch vv := v.(type) {
+		if i, ok := slices.BinarySearch(commonNames, k); ok {
+			b = append(b, byte(i))
+		} else {
+			b = append(b, nameLiteral)
+			b = binary.AppendUvarint(b, uint64(len(k)))
+			b = append(b, k...)
+		}
+		switch v := m[k].(type) {
 		case string:
-			v = copied(vv)
+			b = append(b, kindString)
+			b = binary.AppendUvarint(b, uint64(len(v)))
 			if k == "sub" && subKept {
-				sub = v.(string)
+				subAt = len(b)
 			}
-		case []any:
-			if detach {
-				a := slices.Clone(vv)
+			b = append(b, v...)
+		case float64:
+			b = append(b, kindNumber)
+			b = binary.BigEndian.AppendUint64(b, math.Float64bits(v))
+		case bool:
+			if v {
+				b = append(b, kindTrue)
+			} else {
+				b = append(b, kindFalse)
+			}
+		case nil:
+			b = append(b, kindNull)
+		default:
+			b = append(b, kindOther)
+			b = binary.AppendUvarint(b, uint64(len(more)))
+			if a, ok := v.([]any); ok {
+				a = slices.Clone(a)
 				for i, e := range a {
 					if e, ok := e.(string); ok {
-						a[i] = copied(e)
+						a[i] = strings.Clone(e)
 					}
 				}
 				v = a
 			}
+			more = append(more, v)
 		}
-		name, ok := commonName(k)
-		if !ok {
-			name = copied(k)
-		}
-		set = append(set, Claim{Name: name, Value: v})
 	}
 	if !subKept {
-		sub = copied(sub)
+		subAt = len(b)
+		b = append(b, sub...)
 	}
-	slices.SortFunc(set, func(a, b Claim) int { return strings.Compare(a.Name, b.Name) })
-	return set, sub
+	// b is never written again, so the string can share it. (Were n miscounted,
+	// append would have moved b, and enc would still be right, only larger.)
+	enc := unsafe.String(unsafe.SliceData(b), len(b))
+	set := ClaimSet{enc: enc}
+	if others > 0 {
+		set.more = &more
+	}
+	return set, enc[subAt : subAt+len(sub)]
 }
 
-// Get returns the value of the named claim.
+func nameLen(k string) int {
+	if _, ok := slices.BinarySearch(commonNames, k); ok {
+		return 1
+	}
+	return 1 + uvarintLen(uint64(len(k))) + len(k)
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for ; x >= 0x80; x >>= 7 {
+		n++
+	}
+	return n
+}
+
+// rawClaim is one claim as claimReader reads it: text is a string's text or a
+// number's 8 bytes; index is a kindOther value's place in more.
+type rawClaim struct {
+	name  string
+	kind  byte
+	text  string
+	index int
+}
+
+// claimReader reads a ClaimSet's claims in order.
+type claimReader struct {
+	enc  string
+	at   int
+	left uint64
+}
+
+func (s ClaimSet) reader() claimReader {
+	r := claimReader{enc: s.enc}
+	if s.enc != "" {
+		r.left, _ = r.uvarint()
+	}
+	return r
+}
+
+// next returns the next claim; false at the end. An encoding it cannot read, which
+// only a bug in newClaimSet could produce, ends the set: claims go missing, which
+// policies treat as a deny, rather than being misread.
+func (r *claimReader) next() (c rawClaim, ok bool) {
+	if r.left == 0 || r.at >= len(r.enc) {
+		return c, false
+	}
+	r.left--
+	if b := r.enc[r.at]; b != nameLiteral {
+		if int(b) >= len(commonNames) {
+			return r.broken()
+		}
+		c.name = commonNames[b]
+		r.at++
+	} else {
+		r.at++
+		if c.name, ok = r.text(); !ok {
+			return r.broken()
+		}
+	}
+	if r.at >= len(r.enc) {
+		return r.broken()
+	}
+	c.kind = r.enc[r.at]
+	r.at++
+	switch c.kind {
+	case kindString:
+		if c.text, ok = r.text(); !ok {
+			return r.broken()
+		}
+	case kindNumber:
+		if len(r.enc)-r.at < 8 {
+			return r.broken()
+		}
+		c.text = r.enc[r.at : r.at+8]
+		r.at += 8
+	case kindTrue, kindFalse, kindNull:
+	case kindOther:
+		i, ok := r.uvarint()
+		if !ok || i > math.MaxInt32 {
+			return r.broken()
+		}
+		c.index = int(i)
+	default:
+		return r.broken()
+	}
+	return c, true
+}
+
+func (r *claimReader) broken() (rawClaim, bool) {
+	r.left = 0
+	return rawClaim{}, false
+}
+
+func (r *claimReader) uvarint() (uint64, bool) {
+	var x uint64
+	for shift := uint(0); shift < 64 && r.at < len(r.enc); shift += 7 {
+		b := r.enc[r.at]
+		r.at++
+		x |= uint64(b&0x7f) << shift
+		if b < 0x80 {
+			return x, true
+		}
+	}
+	return 0, false
+}
+
+func (r *claimReader) text() (string, bool) {
+	n, ok := r.uvarint()
+	if !ok || n > uint64(len(r.enc)-r.at) {
+		return "", false
+	}
+	s := r.enc[r.at : r.at+int(n)]
+	r.at += int(n)
+	return s, true
+}
+
+// value is c's value as decoded JSON (string, float64, bool, nil, []any or
+// map[string]any).
+func (s ClaimSet) value(c rawClaim) (any, bool) {
+	switch c.kind {
+	case kindString:
+		return c.text, true
+	case kindNumber:
+		var bits uint64
+		for i := range 8 {
+			bits = bits<<8 | uint64(c.text[i])
+		}
+		return math.Float64frombits(bits), true
+	case kindTrue:
+		return true, true
+	case kindFalse:
+		return false, true
+	case kindNull:
+		return nil, true
+	case kindOther:
+		if s.more == nil || c.index >= len(*s.more) {
+			return nil, false
+		}
+		return (*s.more)[c.index], true
+	}
+	return nil, false
+}
+
+// find returns the named claim.
+func (s ClaimSet) find(name string) (rawClaim, bool) {
+	r := s.reader()
+	for {
+		c, ok := r.next()
+		if !ok {
+			return c, false
+		}
+		switch cmp := strings.Compare(c.name, name); {
+		case cmp == 0:
+			return c, true
+		case cmp > 0:
+			return c, false // sorted: it is not further on
+		}
+	}
+}
+
+// Get returns the value of the named claim, as decoded JSON (string, float64,
+// bool, nil, []any or map[string]any). Arrays and objects are shared: do not
+// modify them.
 func (s ClaimSet) Get(name string) (any, bool) {
-	i, ok := slices.BinarySearchFunc(s, name, func(c Claim, n string) int { return strings.Compare(c.Name, n) })
+	c, ok := s.find(name)
 	if !ok {
 		return nil, false
 	}
-	return s[i].Value, true
+	return s.value(c)
+}
+
+// String returns the named claim when it is a string. Unlike Get, it does not
+// allocate.
+func (s ClaimSet) String(name string) (string, bool) {
+	c, ok := s.find(name)
+	if !ok || c.kind != kindString {
+		return "", false
+	}
+	return c.text, true
+}
+
+// Len is the number of claims.
+func (s ClaimSet) Len() int {
+	n, r := 0, s.reader()
+	for _, ok := r.next(); ok; _, ok = r.next() {
+		n++
+	}
+	return n
+}
+
+// All yields the claims in name order.
+func (s ClaimSet) All() iter.Seq2[string, any] {
+	return func(yield func(string, any) bool) {
+		r := s.reader()
+		for c, ok := r.next(); ok; c, ok = r.next() {
+			v, ok := s.value(c)
+			if ok && !yield(c.name, v) {
+				return
+			}
+		}
+	}
 }
 
 // Map returns the claims as a new map (for CEL conditions).
 func (s ClaimSet) Map() map[string]any {
-	m := make(map[string]any, len(s))
-	for _, c := range s {
-		m[c.Name] = c.Value
+	m := make(map[string]any, s.Len())
+	for k, v := range s.All() {
+		m[k] = v
 	}
 	return m
 }
@@ -145,21 +389,15 @@ func commonName(name string) (string, bool) {
 	return "", false
 }
 
-// size estimates the memory a cached entry with this set holds, for the cache's byte
-// budget: the entry itself, 32 bytes a claim, and the claims' values (a string's
-// text and its 16-byte header, which an interface holds by pointer). Heap
-// profiles of 100k cached Better Auth tokens agree within a few percent.
+// size estimates the memory a cached entry with this set holds, for the cache's
+// byte budget: the entry itself, the encoding (and half a size class, on average,
+// of what rounding its allocation up adds) and, roughly, decoded arrays and
+// objects. Heap profiles of 100k cached Better Auth tokens agree within a few
+// percent.
 func (s ClaimSet) size() int {
-	n := entryOverhead + 32*len(s)
-	for _, c := range s {
-		switch v := c.Value.(type) {
-		case string:
-			n += 16 + len(v)
-		case float64:
-			n += 8
-		case []any, map[string]any:
-			n += 256 // rough: decoded JSON arrays and objects
-		}
+	n := entryOverhead + len(s.enc) + 8
+	if s.more != nil {
+		n += 24 + 256*len(*s.more)
 	}
 	return n
 }
@@ -169,6 +407,6 @@ func (s ClaimSet) size() int {
 // its Expiry (to the second).
 func ClaimsOf(issuer string, values map[string]any, expiry time.Time) *Claims {
 	sub, _ := values["sub"].(string)
-	set, sub := newClaimSet(values, nil, sub, false)
+	set, sub := newClaimSet(values, nil, sub)
 	return &Claims{Issuer: issuer, Subject: sub, exp: unixSeconds(expiry), Values: set}
 }

@@ -152,19 +152,39 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 
 // Claims is a verified token's content.
 type Claims struct {
-	// Issuer, Subject and KID are copied out for convenience.
+	// Issuer and Subject are copied out for convenience.
 	Issuer  string
 	Subject string
-	KID     string
-	Alg     jwa.SignatureAlgorithm
+	// key verified the signature (nil for a credential verified elsewhere).
+	key *keyset.Key
 	// exp and iat in whole unix seconds (0: none), as NumericDates are read: two
 	// time.Time would cost the cache 32 bytes more a token.
 	exp, iat int64
-	// Values holds every claim as decoded JSON (numbers are float64).
+	// Values holds every claim kept (numbers are float64).
 	Values ClaimSet
 
 	// memo is nil until Reused is first called, then usedOnce, then the slots.
 	memo atomic.Pointer[memoSlots]
+	// alg is 1 + the index in Supported of the algorithm that signed (0: none):
+	// one byte where a string would cost the cache 16 a token.
+	alg uint8
+}
+
+// KID is the kid of the key that verified the signature ("" for a credential
+// verified elsewhere).
+func (c *Claims) KID() string {
+	if c.key == nil {
+		return ""
+	}
+	return c.key.KID
+}
+
+// Alg is the algorithm that signed ("" for a credential verified elsewhere).
+func (c *Claims) Alg() jwa.SignatureAlgorithm {
+	if c.alg == 0 {
+		return ""
+	}
+	return Supported[c.alg-1]
 }
 
 // Expiry is exp (zero when there is none), in UTC.
@@ -266,8 +286,8 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 // stillValid says whether a cached verification holds now: same issuer
 // configuration, the same key still published under its kid, inside its window.
 func (v *Verifier) stillValid(e *cacheEntry, now int64) bool {
-	is := v.issuers[e.claims.Issuer]
-	return is != nil && is.fingerprint == e.fingerprint && is.cfg.Keys.Peek(e.claims.KID) == e.key &&
+	is, key := v.issuers[e.claims.Issuer], e.claims.key
+	return is != nil && is.fingerprint == e.fingerprint && is.cfg.Keys.Peek(key.KID) == key &&
 		now >= e.notBefore && now <= e.notAfter
 }
 
@@ -358,16 +378,16 @@ func (v *Verifier) checkClaims(c *compact, iss *issuer, key *keyset.Key, audienc
 			return nil, err
 		}
 	}
-	set, sub := newClaimSet(claims, v.keep, sub, true)
+	set, sub := newClaimSet(claims, v.keep, sub)
 	from, until := validity(reg.exp, reg.nbf, reg.iat, v.leeway)
 	if !deadline.IsZero() && deadline.UnixNano() < until {
 		until = deadline.UnixNano()
 	}
 	return &cacheEntry{
 		claims: Claims{
-			Issuer: iss.cfg.Issuer, Subject: sub, KID: key.KID, Alg: c.alg,
+			Issuer: iss.cfg.Issuer, Subject: sub, key: key, alg: uint8(slices.Index(Supported, c.alg) + 1),
 			exp: unixSeconds(reg.exp), iat: unixSeconds(reg.iat), Values: set,
 		},
-		fingerprint: iss.fingerprint, key: key, notBefore: from, notAfter: until,
+		fingerprint: iss.fingerprint, notBefore: from, notAfter: until,
 	}, nil
 }

@@ -219,7 +219,7 @@ func TestBetterAuthSamples(t *testing.T) {
 			if err != nil {
 				t.Fatalf("at iat: %v", err)
 			}
-			if string(c.Alg) != alg || get(c, "uuid") != decoded.Payload["uuid"] || c.Subject != decoded.Payload["sub"] {
+			if string(c.Alg()) != alg || get(c, "uuid") != decoded.Payload["uuid"] || c.Subject != decoded.Payload["sub"] {
 				t.Fatalf("claims %+v do not match decoded.json", c)
 			}
 			if _, err := verify(iat.Add(24 * time.Hour)); codeOf(err) != reason.TokenExpired {

@@ -44,18 +44,23 @@ app.kubernetes.io/part-of: betterauth-extauthz
 {{- end -}}
 
 {{- /*
-GOMEMLIMIT at about 90% of the memory limit, so that the GC works harder before the
-kernel kills the pod; the rest is room for what the Go runtime does not count.
-Limits in Mi or Gi are computed here; others fall back to the whole limit.
+GOMEMLIMIT below the memory limit, so that the GC works harder before the kernel
+reclaims or kills. The limit also charges what GOMEMLIMIT does not count: the
+binary's mapped pages (about 27 MiB), and the runtime's own slack. So it is the
+limit less 32 MiB, at most 90% of it (large limits), at least half of it (tiny
+ones). Limits in Mi or Gi are computed here; others fall back to the whole limit.
 */ -}}
 {{- define "extauthz.gomemlimit" -}}
 {{- $m := toString (dig "limits" "memory" "" .Values.resources) -}}
+{{- $mi := 0 -}}
 {{- if hasSuffix "Mi" $m -}}
-- name: GOMEMLIMIT
-  value: {{ printf "%dMiB" (div (mul (trimSuffix "Mi" $m | int) 9) 10) | quote }}
+{{- $mi = trimSuffix "Mi" $m | int -}}
 {{- else if hasSuffix "Gi" $m -}}
+{{- $mi = mul (trimSuffix "Gi" $m | int) 1024 -}}
+{{- end -}}
+{{- if gt $mi 0 -}}
 - name: GOMEMLIMIT
-  value: {{ printf "%dMiB" (div (mul (trimSuffix "Gi" $m | int) 9216) 10) | quote }}
+  value: {{ printf "%dMiB" (max (div $mi 2) (min (div (mul $mi 9) 10) (sub $mi 32))) | quote }}
 {{- else -}}
 - name: GOMEMLIMIT
   valueFrom: { resourceFieldRef: { resource: limits.memory, divisor: "1" } }
