@@ -114,9 +114,10 @@ func objects(t *testing.T, manifests string) map[string][]string {
 func TestGOMEMLIMIT(t *testing.T) {
 	for limit, want := range map[string]string{
 		"40Mi": "20MiB", "64Mi": "32MiB", "100Mi": "68MiB", "128Mi": "96MiB", "256Mi": "224MiB",
-		"1Gi": "921MiB", "2Gi": "1843MiB", "300M": "",
+		"1Gi": "921MiB", "2Gi": "1843MiB", "1.5Gi": "1382MiB", "0512Mi": "460MiB", "512M": "439MiB",
+		"1G": "857MiB", "268435456": "224MiB", "262144Ki": "224MiB", "1Mi": "1MiB", "1e9": "",
 	} {
-		objs := objects(t, render(t, "--set", "betterAuth.url=https://auth.example.com", "--set", "resources.limits.memory="+limit))
+		objs := objects(t, render(t, "--set", "betterAuth.url=https://auth.example.com", "--set-string", "resources.limits.memory="+limit))
 		var d appsv1.Deployment
 		if err := yaml.UnmarshalStrict([]byte(objs["Deployment"][0]), &d); err != nil {
 			t.Fatal(err)

@@ -21,9 +21,8 @@ import (
 // garbage collector pointers to follow in every one. Arrays and objects, rare in
 // what policies keep, stay decoded beside it.
 //
-// The encoding is private to this file, written by newClaimSet and read by
-// claimReader: no library offers a pointer-free, copy-free record of decoded JSON
-// scalars. It is a uvarint count, then per claim its name (a byte indexing
+// The encoding is private, written by newClaimSet and read by claimReader (no
+// library offers a pointer-free, copy-free record of decoded JSON scalars). It is a uvarint count, then per claim its name (a byte indexing
 // commonNames, or nameLiteral, a uvarint length and the name), a kind byte and the
 // value (a string's uvarint length and text; a number's 8 bytes of IEEE 754 bits,
 // big-endian; for kindOther, a uvarint index into more). Bytes after the last claim
@@ -170,134 +169,6 @@ func uvarintLen(x uint64) int {
 	return n
 }
 
-// rawClaim is one claim as claimReader reads it: text is a string's text or a
-// number's 8 bytes; index is a kindOther value's place in more.
-type rawClaim struct {
-	name  string
-	kind  byte
-	text  string
-	index int
-}
-
-// claimReader reads a ClaimSet's claims in order.
-type claimReader struct {
-	enc  string
-	at   int
-	left uint64
-}
-
-func (s ClaimSet) reader() claimReader {
-	r := claimReader{enc: s.enc}
-	if s.enc != "" {
-		r.left, _ = r.uvarint()
-	}
-	return r
-}
-
-// next returns the next claim; false at the end. An encoding it cannot read, which
-// only a bug in newClaimSet could produce, ends the set: claims go missing, which
-// policies treat as a deny, rather than being misread.
-func (r *claimReader) next() (c rawClaim, ok bool) {
-	if r.left == 0 || r.at >= len(r.enc) {
-		return c, false
-	}
-	r.left--
-	if b := r.enc[r.at]; b != nameLiteral {
-		if int(b) >= len(commonNames) {
-			return r.broken()
-		}
-		c.name = commonNames[b]
-		r.at++
-	} else {
-		r.at++
-		if c.name, ok = r.text(); !ok {
-			return r.broken()
-		}
-	}
-	if r.at >= len(r.enc) {
-		return r.broken()
-	}
-	c.kind = r.enc[r.at]
-	r.at++
-	switch c.kind {
-	case kindString:
-		if c.text, ok = r.text(); !ok {
-			return r.broken()
-		}
-	case kindNumber:
-		if len(r.enc)-r.at < 8 {
-			return r.broken()
-		}
-		c.text = r.enc[r.at : r.at+8]
-		r.at += 8
-	case kindTrue, kindFalse, kindNull:
-	case kindOther:
-		i, ok := r.uvarint()
-		if !ok || i > math.MaxInt32 {
-			return r.broken()
-		}
-		c.index = int(i)
-	default:
-		return r.broken()
-	}
-	return c, true
-}
-
-func (r *claimReader) broken() (rawClaim, bool) {
-	r.left = 0
-	return rawClaim{}, false
-}
-
-func (r *claimReader) uvarint() (uint64, bool) {
-	var x uint64
-	for shift := uint(0); shift < 64 && r.at < len(r.enc); shift += 7 {
-		b := r.enc[r.at]
-		r.at++
-		x |= uint64(b&0x7f) << shift
-		if b < 0x80 {
-			return x, true
-		}
-	}
-	return 0, false
-}
-
-func (r *claimReader) text() (string, bool) {
-	n, ok := r.uvarint()
-	if !ok || n > uint64(len(r.enc)-r.at) {
-		return "", false
-	}
-	s := r.enc[r.at : r.at+int(n)]
-	r.at += int(n)
-	return s, true
-}
-
-// value is c's value as decoded JSON (string, float64, bool, nil, []any or
-// map[string]any).
-func (s ClaimSet) value(c rawClaim) (any, bool) {
-	switch c.kind {
-	case kindString:
-		return c.text, true
-	case kindNumber:
-		var bits uint64
-		for i := range 8 {
-			bits = bits<<8 | uint64(c.text[i])
-		}
-		return math.Float64frombits(bits), true
-	case kindTrue:
-		return true, true
-	case kindFalse:
-		return false, true
-	case kindNull:
-		return nil, true
-	case kindOther:
-		if s.more == nil || c.index >= len(*s.more) {
-			return nil, false
-		}
-		return (*s.more)[c.index], true
-	}
-	return nil, false
-}
-
 // find returns the named claim.
 func (s ClaimSet) find(name string) (rawClaim, bool) {
 	r := s.reader()
@@ -391,15 +262,45 @@ func commonName(name string) (string, bool) {
 
 // size estimates the memory a cached entry with this set holds, for the cache's
 // byte budget: the entry itself, the encoding (and half a size class, on average,
-// of what rounding its allocation up adds) and, roughly, decoded arrays and
-// objects. Heap profiles of 100k cached Better Auth tokens agree within a few
-// percent.
+// of what rounding its allocation up adds) and the decoded arrays and objects,
+// element by element: a signed token with a kept array of thousands must be
+// charged for them. Heap profiles of 100k cached Better Auth tokens agree within a
+// few percent.
 func (s ClaimSet) size() int {
 	n := entryOverhead + len(s.enc) + 8
 	if s.more != nil {
-		n += 24 + 256*len(*s.more)
+		n += 24 + 16*len(*s.more)
+		for _, v := range *s.more {
+			n += decodedSize(v)
+		}
 	}
 	return n
+}
+
+// decodedSize estimates the heap a decoded JSON value holds beyond the interface
+// that refers to it: a boxed string's header and text, a slice's elements, a map's
+// entries with their share of its buckets. Other types (a caller's own) count as
+// a boxed word.
+func decodedSize(v any) int {
+	switch v := v.(type) {
+	case string:
+		return 16 + len(v)
+	case []any:
+		n := 24 + 16*len(v)
+		for _, e := range v {
+			n += decodedSize(e)
+		}
+		return n
+	case map[string]any:
+		n := 48
+		for k, e := range v {
+			n += 48 + len(k) + decodedSize(e)
+		}
+		return n
+	case nil, bool:
+		return 0
+	}
+	return 8
 }
 
 // ClaimsOf builds the Claims of a credential verified elsewhere (Better Auth's

@@ -1,8 +1,11 @@
 package token
 
 import (
+	"encoding/json"
+	"fmt"
 	"math"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -152,4 +155,51 @@ func FuzzClaimSet(f *testing.F) {
 		set, _ = newClaimSet(m, keep, sub)
 		sameClaims(t, m, keep, set)
 	})
+}
+
+// TestClaimSetSize: what the cache charges an entry is near what it holds on the
+// heap, for a Better Auth token and for one with a large kept array, which a flat
+// charge per array once undercounted a hundredfold.
+func TestClaimSetSize(t *testing.T) {
+	groups := make([]any, 1500)
+	for i := range groups {
+		groups[i] = fmt.Sprintf("group-%04d", i)
+	}
+	for _, tc := range []struct {
+		name    string
+		n       int // entries: enough that what else runs meanwhile is lost in them
+		payload map[string]any
+	}{
+		{"Better Auth's", 5000, map[string]any{"sub": "user-1", "uuid": "6639900d-cfe5-59ec-bd5c-e0e68598457e", "email": "a@example.test"}},
+		{"large array", 100, map[string]any{"sub": "user-1", "groups": groups, "orgs": map[string]any{"o1": "owner", "o2": "member"}}},
+	} {
+		payload, n := tc.payload, tc.n
+		t.Run(tc.name, func(t *testing.T) {
+			data, err := json.Marshal(payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries := make([]*cacheEntry, n)
+			var before, after runtime.MemStats
+			runtime.GC() // twice: what an earlier test left is swept, not only marked
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			for i := range entries {
+				m, err := decodeChecked(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				set, sub := newClaimSet(m, nil, "user-1")
+				entries[i] = &cacheEntry{claims: Claims{Subject: sub, Values: set}}
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			held := float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
+			charged := float64(entries[0].size() - 56) // less the map's share, not allocated here
+			if charged < 0.8*held || charged > 1.5*held {
+				t.Fatalf("an entry holds %.0f B on the heap and is charged %.0f", held, charged)
+			}
+			runtime.KeepAlive(entries)
+		})
+	}
 }

@@ -48,19 +48,22 @@ GOMEMLIMIT below the memory limit, so that the GC works harder before the kernel
 reclaims or kills. The limit also charges what GOMEMLIMIT does not count: the
 binary's mapped pages (about 27 MiB), and the runtime's own slack. So it is the
 limit less 32 MiB, at most 90% of it (large limits), at least half of it (tiny
-ones). Limits in Mi or Gi are computed here; others fall back to the whole limit.
+ones). The limit is read as Kubernetes reads a quantity (decimal, with a binary or
+decimal suffix or none); one in another form (an exponent) falls back to the whole
+limit, through the downward API.
 */ -}}
 {{- define "extauthz.gomemlimit" -}}
 {{- $m := toString (dig "limits" "memory" "" .Values.resources) -}}
+{{- $units := dict "" 1.0 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 -}}
+{{- $num := regexFind "^[0-9]+([.][0-9]+)?" $m -}}
+{{- $unit := trimPrefix $num $m -}}
 {{- $mi := 0 -}}
-{{- if hasSuffix "Mi" $m -}}
-{{- $mi = trimSuffix "Mi" $m | int -}}
-{{- else if hasSuffix "Gi" $m -}}
-{{- $mi = mul (trimSuffix "Gi" $m | int) 1024 -}}
+{{- if and $num (hasKey $units $unit) -}}
+{{- $mi = floor (divf (mulf (float64 $num) (get $units $unit)) 1048576.0) | int -}}
 {{- end -}}
 {{- if gt $mi 0 -}}
 - name: GOMEMLIMIT
-  value: {{ printf "%dMiB" (max (div $mi 2) (min (div (mul $mi 9) 10) (sub $mi 32))) | quote }}
+  value: {{ printf "%dMiB" (max 1 (div $mi 2) (min (div (mul $mi 9) 10) (sub $mi 32))) | quote }}
 {{- else -}}
 - name: GOMEMLIMIT
   valueFrom: { resourceFieldRef: { resource: limits.memory, divisor: "1" } }
