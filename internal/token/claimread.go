@@ -27,8 +27,9 @@ func (s ClaimSet) reader() claimReader {
 }
 
 // next returns the next claim; false at the end. An encoding it cannot read, which
-// only a bug in newClaimSet could produce, ends the set: claims go missing, which
-// policies treat as a deny, rather than being misread.
+// only a bug in newClaimSet could produce, ends the set rather than being misread
+// or indexed out of range. A missing claim is not always a deny (banned, for one),
+// so it is the tests, not this, that hold the writer and reader to each other.
 func (r *claimReader) next() (c rawClaim, ok bool) {
 	if r.left == 0 || r.at >= len(r.enc) {
 		return c, false

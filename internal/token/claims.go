@@ -22,11 +22,12 @@ import (
 // what policies keep, stay decoded beside it.
 //
 // The encoding is private, written by newClaimSet and read by claimReader (no
-// library offers a pointer-free, copy-free record of decoded JSON scalars). It is a uvarint count, then per claim its name (a byte indexing
-// commonNames, or nameLiteral, a uvarint length and the name), a kind byte and the
-// value (a string's uvarint length and text; a number's 8 bytes of IEEE 754 bits,
-// big-endian; for kindOther, a uvarint index into more). Bytes after the last claim
-// belong to no claim (the subject's text, when it is not a kept claim).
+// library offers a pointer-free, copy-free record of decoded JSON scalars). It is
+// a uvarint count, then per claim its name (a byte indexing commonNames, or
+// nameLiteral, a uvarint length and the name), a kind byte and the value (a
+// string's uvarint length and text; a number's 8 bytes of IEEE 754 bits,
+// big-endian; for kindOther, a uvarint index into more). Bytes after the last
+// claim belong to no claim (the subject's text, when it is not a kept claim).
 type ClaimSet struct {
 	enc  string
 	more *[]any
@@ -99,7 +100,7 @@ func newClaimSet(m map[string]any, keep []string, sub string) (ClaimSet, string)
 	b = binary.AppendUvarint(b, uint64(len(kept)))
 	subAt := -1
 	for _, k := range kept {
-		if i, ok := slices.BinarySearch(commonNames, k); ok {
+		if i, ok := commonIndex(k); ok {
 			b = append(b, byte(i))
 		} else {
 			b = append(b, nameLiteral)
@@ -155,7 +156,7 @@ func newClaimSet(m map[string]any, keep []string, sub string) (ClaimSet, string)
 }
 
 func nameLen(k string) int {
-	if _, ok := slices.BinarySearch(commonNames, k); ok {
+	if _, ok := commonIndex(k); ok {
 		return 1
 	}
 	return 1 + uvarintLen(uint64(len(k))) + len(k)
@@ -245,20 +246,16 @@ var commonNames = []string{
 	"kid", "name", "nbf", "role", "sub", "typ", "updatedAt", "uuid",
 }
 
+// intern returns the common name equal to name, if there is one, so that decoded
+// maps share its text; else name.
 func intern(name string) string {
-	if c, ok := commonName(name); ok {
-		return c
+	if i, ok := commonIndex(name); ok {
+		return commonNames[i]
 	}
 	return name
 }
 
-// commonName returns the common name equal to name, if there is one.
-func commonName(name string) (string, bool) {
-	if i, ok := slices.BinarySearch(commonNames, name); ok {
-		return commonNames[i], true
-	}
-	return "", false
-}
+func commonIndex(name string) (int, bool) { return slices.BinarySearch(commonNames, name) }
 
 // size estimates the memory a cached entry with this set holds, for the cache's
 // byte budget: the entry itself, the encoding (and half a size class, on average,
